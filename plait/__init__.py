@@ -1,0 +1,105 @@
+"""plait: small composable Runnables for LLM apps.
+
+``import plait`` is light: names are loaded on first use (PEP 562), so the package pulls in
+nothing heavy until you ask for it; backends (Chroma, sentence-transformers, transformers,
+diffusers, openai) are imported by the modules that use them, on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plait.chat_model import ChatModel, ChatOptions
+    from plait.messages import (
+        AssistantChunk,
+        AssistantMessage,
+        ChatPromptValue,
+        Document,
+        ImageResult,
+        Message,
+        ProgressEvent,
+        StringPromptValue,
+        SystemMessage,
+        ToolCall,
+        ToolMessage,
+        Usage,
+        UserMessage,
+    )
+    from plait.parsers import JsonOutputParser, OutputParserError, PydanticOutputParser, StrOutputParser
+    from plait.prompts import (
+        ChatPromptTemplate,
+        FewShotChatPromptTemplate,
+        FewShotPromptTemplate,
+        MessagesPlaceholder,
+        MissingVariableError,
+        PromptTemplate,
+    )
+    from plait.runnable import (
+        Assign,
+        Branch,
+        Fallbacks,
+        Lambda,
+        Parallel,
+        Passthrough,
+        Retry,
+        Runnable,
+        RunnableSequence,
+        coerce,
+    )
+
+_LAZY: dict[str, str] = {
+    "Assign": "plait.runnable",
+    "AssistantChunk": "plait.messages",
+    "AssistantMessage": "plait.messages",
+    "Branch": "plait.runnable",
+    "ChatModel": "plait.chat_model",
+    "ChatOptions": "plait.chat_model",
+    "ChatPromptTemplate": "plait.prompts",
+    "ChatPromptValue": "plait.messages",
+    "Document": "plait.messages",
+    "Fallbacks": "plait.runnable",
+    "FewShotChatPromptTemplate": "plait.prompts",
+    "FewShotPromptTemplate": "plait.prompts",
+    "ImageResult": "plait.messages",
+    "JsonOutputParser": "plait.parsers",
+    "Lambda": "plait.runnable",
+    "Message": "plait.messages",
+    "MessagesPlaceholder": "plait.prompts",
+    "MissingVariableError": "plait.prompts",
+    "OutputParserError": "plait.parsers",
+    "Parallel": "plait.runnable",
+    "Passthrough": "plait.runnable",
+    "ProgressEvent": "plait.messages",
+    "PromptTemplate": "plait.prompts",
+    "PydanticOutputParser": "plait.parsers",
+    "Retry": "plait.runnable",
+    "Runnable": "plait.runnable",
+    "RunnableSequence": "plait.runnable",
+    "StrOutputParser": "plait.parsers",
+    "StringPromptValue": "plait.messages",
+    "SystemMessage": "plait.messages",
+    "ToolCall": "plait.messages",
+    "ToolMessage": "plait.messages",
+    "Usage": "plait.messages",
+    "UserMessage": "plait.messages",
+    "coerce": "plait.runnable",
+}
+
+__version__ = "0.1.0"
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'plait' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

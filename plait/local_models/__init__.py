@@ -1,0 +1,1 @@
+"""plait.local_models."""
