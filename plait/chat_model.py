@@ -6,7 +6,17 @@ returning an :class:`AssistantMessage`. Where it truly streams it also implement
 ``_agenerate`` / ``_astream``. Options are validated by the class's ``Options`` pydantic model
 (``extra="forbid"``: an unknown option is an error, never silently dropped).
 
-Input: a string, a prompt value, a message or a list of messages. Output: an AssistantMessage.
+Capabilities are class attributes (an instance may override them):
+
+- ``supports_tools``: the backend takes ``tools`` / ``tool_choice`` options itself. When False,
+  this base class does tool calling by prompting (see :mod:`plait.prompted_tools`): the backend
+  never sees those options, nor tool messages, and its text reply is parsed into tool calls.
+- ``supports_json_schema``: the backend takes ``response_format`` itself. When False, the schema
+  is put in the system message instead.
+
+So a backend that only generates text gets :meth:`bind_tools` and :meth:`with_structured_output`
+for free. Input: a string, a prompt value, a message or a list of messages. Output: an
+AssistantMessage (content, tool calls, usage, finish reason, model id).
 
 Example::
 
@@ -20,34 +30,54 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import json
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from plait import prompted_tools as pt
 from plait.messages import AssistantChunk, AssistantMessage, Message, ToolCallChunk, to_messages
 from plait.runnable import Runnable, _iter_in_thread
+from plait.tools import Tool, to_tool
+
+if TYPE_CHECKING:
+    from plait.structured_output import StructuredOutput
 
 
 class ChatOptions(BaseModel):
-    """Generation options every backend understands. Backends subclass to add their own."""
+    """Generation options every backend understands. Backends subclass to add their own.
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    ``tools`` / ``tool_choice`` / ``response_format`` are usually set through :meth:`ChatModel.bind_tools`
+    and :meth:`ChatModel.with_structured_output`. ``tool_choice`` is ``"auto"``, ``"none"``,
+    ``"required"`` or the name of one tool. ``response_format`` follows the OpenAI shape:
+    ``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {"name", "schema"}}``.
+    """
+
+    model_config = ConfigDict(extra="forbid", defer_build=True, arbitrary_types_allowed=True)
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
     stop: list[str] | None = None
     seed: int | None = None
+    tools: list[Tool] | None = None
+    tool_choice: str | None = None
+    response_format: dict[str, Any] | None = None
+
+
+# Options this base class may take over from a backend without native support.
+_TOOL_OPTIONS = ("tools", "tool_choice")
 
 
 class ChatModel(Runnable[Any, AssistantMessage]):
     """Base class of chat models. See the module docstring for the contract."""
 
     Options: ClassVar[type[ChatOptions]] = ChatOptions
-    #: Capabilities, as class attributes (like simonw/llm's ``can_stream``).
+    #: Capabilities, as class attributes (like simonw/llm's ``can_stream``); instances may override.
     can_stream: ClassVar[bool] = False
-    supports_tools: ClassVar[bool] = False
+    supports_tools: bool = False
+    supports_json_schema: bool = False
     model_name: str = "chat-model"
 
     def __init__(self, **options: Any) -> None:
@@ -62,17 +92,75 @@ class ChatModel(Runnable[Any, AssistantMessage]):
             return {}
         if isinstance(options.get("stop"), str):
             options = {**options, "stop": [options["stop"]]}
+        if options.get("tools") is not None:
+            options = {**options, "tools": [to_tool(t) for t in options["tools"]]}
         try:
-            return self.Options(**options).model_dump(exclude_unset=True)
+            checked = self.Options(**options).model_dump(exclude_unset=True)
         except ValidationError as e:
             known = sorted(self.Options.model_fields)
             raise ValueError(f"Invalid options for {type(self).__name__}: {e.errors()[0]['msg']} "
                              f"({', '.join(str(x['loc'][0]) for x in e.errors())}). Known options: {known}") from e
+        choice = checked.get("tool_choice")
+        if choice not in (None, "auto", "none", "required"):
+            names = [t.name for t in checked.get("tools") or []]
+            if choice not in names:
+                raise ValueError(f"tool_choice={choice!r} names no bound tool: use 'auto', 'none', "
+                                 f"'required' or one of {names}")
+        return checked
 
     def _options(self, call_options: dict[str, Any]) -> dict[str, Any]:
         if not call_options:
             return self.default_options
         return {**self.default_options, **self.validate_options(call_options)}
+
+    # --- tools and structured output --------------------------------------------------------------
+    def with_options(self, **options: Any) -> ChatModel:
+        """A copy of this model (sharing its weights and clients) with more default options."""
+        new = copy.copy(self)
+        new.default_options = {**self.default_options, **self.validate_options(options)}
+        return new
+
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | None = None) -> ChatModel:
+        """A copy of this model that may call ``tools`` (functions, pydantic models, Tools or tool dicts).
+
+        The reply's ``tool_calls`` name the tool and its arguments; running them is up to the caller
+        (see :meth:`plait.tools.Tool.invoke`). ``tool_choice``: "auto" (default), "none", "required"
+        or a tool name.
+        """
+        options: dict[str, Any] = {"tools": [to_tool(t) for t in tools]}
+        if tool_choice is not None:
+            options["tool_choice"] = tool_choice
+        return self.with_options(**options)
+
+    def with_structured_output(self, schema: type[BaseModel], *,
+                               method: Literal["auto", "json_schema", "tool_calling", "json_prompt"] = "auto",
+                               include_raw: bool = False) -> StructuredOutput:
+        """A Runnable that returns a validated ``schema`` instance instead of a message.
+
+        ``method="auto"`` uses the backend's JSON-schema output where it has it, else its native tool
+        calling, else a prompted JSON answer. An answer that fails validation is sent back once with
+        the error; a second failure raises :class:`plait.parsers.OutputParserError`.
+        """
+        from plait.structured_output import StructuredOutput
+
+        return StructuredOutput(self, schema, method=method, include_raw=include_raw)
+
+    def _prepare(self, messages: list[Message],
+                 options: dict[str, Any]) -> tuple[list[Message], dict[str, Any], list[Tool] | None]:
+        """Take over tools / JSON schema for a backend without them; returns the tools to parse for."""
+        prompted: list[Tool] | None = None
+        if not self.supports_tools:
+            messages = pt.flatten_tool_history(messages)
+            tools, choice = options.get("tools"), options.get("tool_choice")
+            if any(k in options for k in _TOOL_OPTIONS):
+                options = {k: v for k, v in options.items() if k not in _TOOL_OPTIONS}
+            if tools and choice != "none":
+                messages = pt.add_system(messages, pt.tool_instructions(tools, choice))
+                prompted = tools
+        if options.get("response_format") and not self.supports_json_schema:
+            messages = pt.add_system(messages, pt.json_instructions(options["response_format"]))
+            options = {k: v for k, v in options.items() if k != "response_format"}
+        return messages, options, prompted
 
     # --- what a backend implements ---------------------------------------------------------------
     def _generate(self, messages: list[Message], options: dict[str, Any]) -> AssistantMessage:
@@ -95,14 +183,22 @@ class ChatModel(Runnable[Any, AssistantMessage]):
 
     # --- the Runnable side -----------------------------------------------------------------------
     def invoke(self, input: Any, **options: Any) -> AssistantMessage:
-        return self._generate(to_messages(input), self._options(options))
+        messages, opts, prompted = self._prepare(to_messages(input), self._options(options))
+        msg = self._generate(messages, opts)
+        return pt.with_parsed_calls(msg, prompted) if prompted else msg
 
     async def ainvoke(self, input: Any, **options: Any) -> AssistantMessage:
-        return await self._agenerate(to_messages(input), self._options(options))
+        messages, opts, prompted = self._prepare(to_messages(input), self._options(options))
+        msg = await self._agenerate(messages, opts)
+        return pt.with_parsed_calls(msg, prompted) if prompted else msg
 
     def stream(self, input: Any, **options: Any) -> Iterator[AssistantChunk]:  # type: ignore[override]
-        yield from self._stream(to_messages(input), self._options(options))
+        messages, opts, prompted = self._prepare(to_messages(input), self._options(options))
+        chunks = self._stream(messages, opts)
+        yield from pt.stream_calls(chunks, prompted) if prompted else chunks
 
     async def astream(self, input: Any, **options: Any) -> AsyncIterator[AssistantChunk]:  # type: ignore[override]
-        async for chunk in self._astream(to_messages(input), self._options(options)):
+        messages, opts, prompted = self._prepare(to_messages(input), self._options(options))
+        chunks = self._astream(messages, opts)
+        async for chunk in pt.astream_calls(chunks, prompted) if prompted else chunks:
             yield chunk
