@@ -65,7 +65,7 @@ class FakeChatModel(ChatModel):
                 self._i += 1
         if isinstance(reply, AssistantMessage):
             return reply
-        return AssistantMessage.model_construct(content=reply, model=self.model_name, finish_reason="stop")
+        return AssistantMessage(content=reply, model=self.model_name, finish_reason="stop")
 
     def _generate(self, messages: list[Message], options: dict[str, Any]) -> AssistantMessage:
         msg = self._next(messages)

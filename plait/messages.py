@@ -156,7 +156,7 @@ class AssistantChunk(_Model):
             else:
                 calls[c.index] = c
         usage = self.usage + other.usage if self.usage else other.usage
-        return AssistantChunk.model_construct(
+        return AssistantChunk(
             content=self.content + other.content, tool_call_chunks=[calls[i] for i in sorted(calls)],
             usage=usage, finish_reason=other.finish_reason or self.finish_reason,
             model=self.model or other.model, id=self.id or other.id)

@@ -107,7 +107,7 @@ class PromptTemplate(Runnable[dict[str, Any], StringPromptValue]):
         return _format(self.template, self.variables, self._values(values))
 
     def invoke(self, input: dict[str, Any], **kwargs: Any) -> StringPromptValue:
-        return StringPromptValue.model_construct(text=_format(self.template, self.variables, self._values(input)))
+        return StringPromptValue(text=_format(self.template, self.variables, self._values(input)))
 
 
 class MessagesPlaceholder:
@@ -127,8 +127,7 @@ class _MessageTemplate:
         self.variables = template_variables(template)
 
     def format(self, values: Mapping[str, Any]) -> Message:
-        # model_construct fills the defaults; the content is a plain str, so validation adds nothing.
-        return self.cls.model_construct(content=_format(self.template, self.variables, values))
+        return self.cls(content=_format(self.template, self.variables, values))
 
 
 MessageLike = tuple[str, str] | Message | MessagesPlaceholder | PromptTemplate
@@ -204,7 +203,7 @@ class ChatPromptTemplate(Runnable[dict[str, Any], ChatPromptValue]):
                     raise TypeError(f"Placeholder {p.variable_name!r} needs a list of messages, "
                                     f"got {type(history).__name__}")
                 out.extend(message_from(m) for m in history)
-        return ChatPromptValue.model_construct(messages=out)
+        return ChatPromptValue(messages=out)
 
 
 class FewShotPromptTemplate(PromptTemplate):

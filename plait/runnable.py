@@ -611,11 +611,32 @@ class Lambda(Runnable[Any, Any]):
             async for c in self.func(inputs, **kwargs):
                 yield c
         elif self._is_gen:
-            total = None
-            async for c in inputs:
-                total = add_chunks(total, c)
-            async for c in _iter_in_thread(lambda: self.func(iter([total]), **kwargs)):
-                yield c
+            # Feed the async input chunks to the sync generator (run in a thread) as they come.
+            inbox: queue.Queue[Any] = queue.Queue()
+
+            def sync_inputs() -> Iterator[Any]:
+                while True:
+                    ok, item = inbox.get()
+                    if not ok:
+                        raise item
+                    if item is _DONE:
+                        return
+                    yield item
+
+            async def feed() -> None:
+                try:
+                    async for c in inputs:
+                        inbox.put((True, c))
+                    inbox.put((True, _DONE))
+                except BaseException as e:
+                    inbox.put((False, e))
+
+            feeder = asyncio.ensure_future(feed())
+            try:
+                async for c in _iter_in_thread(lambda: self.func(sync_inputs(), **kwargs)):
+                    yield c
+            finally:
+                feeder.cancel()
         else:
             total = None
             async for c in inputs:
