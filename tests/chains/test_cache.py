@@ -7,8 +7,8 @@ import pytest
 from plait.chains.cache import Cached, ExactCache, SemanticCache, cached, namespace_of
 from plait.fake import FakeChatModel, tool_call
 from plait.messages import AssistantChunk, AssistantMessage, SystemMessage, UserMessage
-from plait.prompts import ChatPromptTemplate
 from plait.parsers import StrOutputParser
+from plait.prompts import ChatPromptTemplate
 
 
 class Counting(FakeChatModel):
