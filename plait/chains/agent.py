@@ -182,7 +182,8 @@ class Agent(Runnable[Any, AgentResult]):
                     run.output = reply
                 if not reply.tool_calls:
                     messages.append(reply)
-                    result = AgentResult(output=reply.content, messages=messages, tool_calls=calls, steps=step)
+                    result = AgentResult(output=reply.content, messages=messages,  # type: ignore[arg-type]
+                                         tool_calls=calls, steps=step)
                     agent_run.output = result
                     yield AgentEvent(type="final", step=step, content=reply.content, result=result)
                     return
@@ -194,7 +195,8 @@ class Agent(Runnable[Any, AgentResult]):
                     messages.append(ToolMessage(content=text, tool_call_id=call.id, name=call.name))
                     yield AgentEvent(type="tool_result", step=step, content=text, tool_call=call, error=failed)
             note = f"Stopped after {self.max_steps} steps without a final answer."
-            result = AgentResult(output=note, messages=messages, tool_calls=calls, steps=self.max_steps,
+            result = AgentResult(output=note, messages=messages, tool_calls=calls,  # type: ignore[arg-type]
+                                 steps=self.max_steps,
                                  finish_reason="max_steps")
             agent_run.output = result
             yield AgentEvent(type="final", step=self.max_steps, content=note, result=result)
