@@ -1,0 +1,148 @@
+"""``create_app``: any plait chain or model behind an OpenAI-compatible HTTP API and a chat page.
+
+Example::
+
+    from plait.fake import FakeChatModel
+    from plait.serve import create_app, run_server
+    app = create_app(FakeChatModel(["Hello!"]), api_key="secret")
+    run_server(app, port=8000)   # or: uvicorn.run(app); or: plait serve mymodule:chain
+
+Routes: ``/v1/chat/completions``, ``/v1/models``, ``/v1/embeddings`` (when embeddings are served),
+``/v1/images/generations`` (when an image model is served), ``/invoke``, ``/batch``, ``/stream``,
+``/input_schema``, ``/output_schema``, ``/health`` (alive), ``/ready`` (warmed up and not
+shutting down), and ``/`` (the web chat page).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from plait.serve.config import ServeConfig
+from plait.serve.errors import APIError, as_api_error, error_body
+from plait.serve.generic_routes import add_generic_routes
+from plait.serve.openai_routes import add_openai_routes
+from plait.serve.security import APIKeyAuth, BodyLimit, ConcurrencyLimit
+from plait.serve.served import Served, ServeState
+
+log = logging.getLogger("plait.serve")
+
+
+def create_app(runnable_or_model: Any, config: ServeConfig | None = None, *, embeddings: Any = None,
+               images: Any = None, input_schema: Any = None, output_schema: Any = None,
+               **settings: Any) -> FastAPI:
+    """Build the FastAPI app serving ``runnable_or_model``.
+
+    Args:
+        runnable_or_model: a chat model, a chain (any Runnable), an image model, or an embeddings
+            object. How each answers chat requests: see :mod:`plait.serve.adapters`.
+        config: a :class:`ServeConfig`; or give its fields as keyword ``settings``
+            (``api_key="..."``, ``max_concurrency=64``, ``input_key="question"``...).
+        embeddings: also serve ``/v1/embeddings`` with this object.
+        images: also serve ``/v1/images/generations`` with this image model.
+        input_schema, output_schema: JSON schemas (or pydantic models) for the generic routes,
+            where the derived ones are not what you want.
+    """
+    config = replace(config or ServeConfig(), **settings)
+    served = Served(runnable_or_model, config, embeddings=embeddings, images=images)
+    state = ServeState()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        warm = asyncio.ensure_future(_warm_up(served, state))
+        yield
+        state.draining = True
+        warm.cancel()
+
+    app = FastAPI(title="plait", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.plait = state
+    app.state.served = served
+    _add_error_handlers(app)
+    add_openai_routes(app, served)
+    from plait.runnable import Runnable
+
+    if isinstance(served.target, Runnable):
+        add_generic_routes(app, served.target, config, input_schema=input_schema, output_schema=output_schema)
+    _add_page_and_health(app, served, state)
+
+    # Outermost last: CORS (answers preflights) > body limit > auth > concurrency > routes.
+    app.add_middleware(ConcurrencyLimit, limit=config.max_concurrency, retry_after_s=config.retry_after_s)
+    if config.api_key:
+        app.add_middleware(APIKeyAuth, api_key=config.api_key)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    if config.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type"])
+    return app
+
+
+async def _warm_up(served: Served, state: ServeState) -> None:
+    """Load weights before saying ready: objects with a ``warm_up()`` method get it called."""
+    try:
+        for obj in (served.target, served.embeddings, served.images):
+            warm = getattr(obj, "warm_up", None)
+            if callable(warm):
+                await asyncio.to_thread(warm)
+        state.ready = True
+    except Exception as e:  # reported by /ready; requests still get the model's own error
+        log.exception("warm-up failed")
+        state.warm_up_error = f"{type(e).__name__}: {e}"
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def api_error(request: Request, exc: Exception) -> Response:
+        err = as_api_error(exc)
+        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            message = f"Unknown route {request.method} {request.url.path}; the OpenAI routes are under /v1/."
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}."
+        else:
+            message = str(exc.detail)
+        return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        return JSONResponse(error_body(400, f"Invalid request: {exc}"), status_code=400)
+
+    app.add_exception_handler(APIError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, api_error)
+
+
+def _add_page_and_health(app: FastAPI, served: Served, state: ServeState) -> None:
+    page = resources.files("plait.serve").joinpath("static/index.html").read_bytes()
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        return HTMLResponse(page, headers={"cache-control": "no-cache"})
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        if state.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        if state.warm_up_error:
+            return JSONResponse({"status": "failed", "error": state.warm_up_error}, status_code=503)
+        if not state.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ready", "models": served.model_ids()})

@@ -1,0 +1,246 @@
+"""The OpenAI-compatible routes: chat completions (plain and streamed), models, embeddings, images.
+
+Streamed completions follow OpenAI's chunk format exactly: a first chunk with the assistant role,
+one ``chat.completion.chunk`` per content (or tool-call) piece, a last chunk with an empty delta
+and the finish reason, an optional usage chunk (``stream_options.include_usage``), then
+``data: [DONE]``. RAG sources and images ride in extra top-level fields (``sources``, ``images``)
+of the last chunk or of the whole completion; standard clients ignore them.
+
+Usage is the served model's own count when it reports one; otherwise it is an estimate
+(completion: streamed pieces, or words when not streaming; prompt: words of the messages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from plait.messages import ImageResult, ToolCallChunk, Usage
+from plait.runnable import add_chunks
+from plait.serve.adapters import ChatTarget, Reply, estimate_tokens
+from plait.serve.convert import image_b64, jsonable
+from plait.serve.errors import APIError
+from plait.serve.openai_types import ChatCompletionRequest, EmbeddingRequest, ImageRequest, parse
+from plait.serve.served import Served
+from plait.serve.streaming import EventStream
+
+
+def _schema_body(model: type) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": model.model_json_schema()}}}}  # type: ignore[attr-defined]
+
+
+def _prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    return sum(estimate_tokens(m["content"]) for m in messages
+               if isinstance(m, dict) and isinstance(m.get("content"), str))
+
+
+def _usage_json(usage: Usage | None, prompt_estimate: int, completion_estimate: int) -> dict[str, int]:
+    if usage is None:
+        usage = Usage(prompt_tokens=prompt_estimate, completion_tokens=completion_estimate,
+                      total_tokens=prompt_estimate + completion_estimate)
+    total = usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": total}
+
+
+def _tool_call_delta(chunks: list[ToolCallChunk]) -> list[dict[str, Any]]:
+    out = []
+    for c in chunks:
+        call: dict[str, Any] = {"index": c.index}
+        if c.id:
+            call["id"] = c.id
+        if c.id or c.name:
+            call["type"] = "function"
+        fn: dict[str, Any] = {"arguments": c.arguments}
+        if c.name:
+            fn["name"] = c.name
+        call["function"] = fn
+        out.append(call)
+    return out
+
+
+async def _chunk_events(chat: ChatTarget, value: Any, options: dict[str, Any], *, cid: str, created: int,
+                        model: str, include_usage: bool, prompt_tokens: int) -> AsyncIterator[bytes]:
+    """The SSE events of one streamed completion (see the module docstring)."""
+    # Every chunk shares its head and tail; only the delta changes. Built once, so a content
+    # token costs one json.dumps of its text.
+    head = (f'data: {{"id":"{cid}","object":"chat.completion.chunk","created":{created},'
+            f'"model":{json.dumps(model)},"system_fingerprint":null,"choices":[{{"index":0,"delta":').encode()
+    tail = (b',"logprobs":null,"finish_reason":null}]' + (b',"usage":null' if include_usage else b'') + b'}\n\n')
+    usage: Usage | None = None
+    finish: str | None = None
+    sources: list[Any] | None = None
+    images: list[dict[str, str]] = []
+    other: Any = None
+    pieces = tool_pieces = 0
+    started = False
+    async for piece in chat.astream(value, options):
+        if not started:
+            started = True
+            yield head + b'{"role":"assistant","content":""}' + tail
+        if piece.content:
+            pieces += 1
+            yield head + b'{"content":' + json.dumps(piece.content).encode() + b'}' + tail
+        if piece.tool_calls:
+            tool_pieces += 1
+            yield head + json.dumps({"tool_calls": _tool_call_delta(piece.tool_calls)}).encode() + tail
+        if piece.usage is not None:
+            usage = piece.usage if usage is None else usage + piece.usage
+        if piece.finish_reason:
+            finish = piece.finish_reason
+        if piece.sources is not None:
+            sources = piece.sources
+        if piece.images:
+            images.extend(piece.images)
+        if piece.other is not None:
+            other = add_chunks(other, piece.other)
+    if not started:
+        yield head + b'{"role":"assistant","content":""}' + tail
+    if other is not None and not pieces:  # a chain whose output is not text: its JSON is the answer
+        pieces += 1
+        yield head + json.dumps({"content": json.dumps(jsonable(other), ensure_ascii=False)}).encode() + tail
+    last: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                            "system_fingerprint": None, "choices": [{
+                                "index": 0, "delta": {}, "logprobs": None,
+                                "finish_reason": finish or ("tool_calls" if tool_pieces else "stop")}]}
+    if include_usage:
+        last["usage"] = None
+    if sources is not None:
+        last["sources"] = sources
+    if images:
+        last["images"] = images
+    yield b"data: " + json.dumps(last, ensure_ascii=False).encode() + b"\n\n"
+    if include_usage:
+        yield b"data: " + json.dumps({
+            "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "system_fingerprint": None, "choices": [],
+            "usage": _usage_json(usage, prompt_tokens, pieces)}).encode() + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+def _completion_body(reply: Reply, *, cid: str, created: int, model: str, prompt_tokens: int) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content or (None if reply.tool_calls else ""),
+                               "refusal": None}
+    if reply.tool_calls:
+        message["tool_calls"] = [{"id": tc.id, "type": "function", "function": {
+            "name": tc.name, "arguments": json.dumps(tc.arguments)}} for tc in reply.tool_calls]
+    body: dict[str, Any] = {
+        "id": cid, "object": "chat.completion", "created": created, "model": model, "system_fingerprint": None,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")}],
+        "usage": _usage_json(reply.usage, prompt_tokens, estimate_tokens(reply.content)),
+    }
+    if reply.sources is not None:
+        body["sources"] = reply.sources
+    if reply.images:
+        body["images"] = reply.images
+    return body
+
+
+def _floats_b64(vector: list[float]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+async def _embed(embeddings: Any, texts: list[str]) -> list[list[float]]:
+    if callable(getattr(embeddings, "aembed_documents", None)):
+        vectors = await embeddings.aembed_documents(texts)
+    else:
+        vectors = await asyncio.to_thread(embeddings.embed_documents, texts)
+    return [[float(x) for x in v] for v in vectors]
+
+
+def _image_params(req: ImageRequest) -> dict[str, Any]:
+    params: dict[str, Any] = {"prompt": req.prompt, "num_images": req.n}
+    if req.size is not None:
+        try:
+            width, height = (int(x) for x in req.size.lower().split("x"))
+        except ValueError:
+            raise APIError(400, f"Invalid size {req.size!r}: use WIDTHxHEIGHT, e.g. '256x256'.",
+                           param="size") from None
+        params["width"], params["height"] = width, height
+    for key in ("seed", "steps", "guidance_scale", "negative_prompt"):
+        if getattr(req, key) is not None:
+            params[key] = getattr(req, key)
+    return params
+
+
+def add_openai_routes(app: FastAPI, served: Served) -> None:
+    config = served.config
+
+    @app.post("/v1/chat/completions", openapi_extra=_schema_body(ChatCompletionRequest))
+    async def chat_completions(request: Request) -> Response:
+        req = parse(ChatCompletionRequest, await request.body())
+        chat = served.require_chat(req.model)
+        if req.n not in (None, 1):
+            raise APIError(400, "This server returns one choice per request; drop 'n' or set it to 1.", param="n")
+        if req.logprobs:
+            raise APIError(400, "This server does not return logprobs; drop 'logprobs'.", param="logprobs")
+        value, options = chat.prepare(req)
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        prompt_tokens = _prompt_tokens(req.messages)
+        if req.stream:
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            events = _chunk_events(chat, value, options, cid=cid, created=created, model=req.model,
+                                   include_usage=include_usage, prompt_tokens=prompt_tokens)
+            return EventStream(events, timeout_s=config.timeout_s)
+        async with asyncio.timeout(config.timeout_s):
+            reply = await chat.ainvoke(value, options)
+        return JSONResponse(_completion_body(reply, cid=cid, created=created, model=req.model,
+                                             prompt_tokens=prompt_tokens))
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [_model_card(i) for i in served.model_ids()]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str) -> dict[str, Any]:
+        if model_id not in served.model_ids():
+            raise APIError(404, f"The model '{model_id}' does not exist on this server; GET /v1/models lists "
+                                "the models.", param="model", code="model_not_found")
+        return _model_card(model_id)
+
+    @app.post("/v1/embeddings", openapi_extra=_schema_body(EmbeddingRequest))
+    async def embeddings(request: Request) -> Response:
+        req = parse(EmbeddingRequest, await request.body())
+        emb = served.require_embeddings(req.model)
+        texts = [req.input] if isinstance(req.input, str) else req.input
+        if not texts:
+            raise APIError(400, "'input' is empty: send a string or a non-empty list of strings.", param="input")
+        if req.dimensions is not None:
+            raise APIError(400, "This embeddings model has a fixed size; drop 'dimensions'.", param="dimensions")
+        async with asyncio.timeout(config.timeout_s):
+            vectors = await _embed(emb, texts)
+        data = [{"object": "embedding", "index": i,
+                 "embedding": _floats_b64(v) if req.encoding_format == "base64" else v}
+                for i, v in enumerate(vectors)]
+        tokens = sum(estimate_tokens(t) for t in texts)
+        return JSONResponse({"object": "list", "data": data, "model": req.model,
+                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    @app.post("/v1/images/generations", openapi_extra=_schema_body(ImageRequest))
+    async def images(request: Request) -> Response:
+        req = parse(ImageRequest, await request.body())
+        model = served.require_images(req.model)
+        if req.response_format == "url":
+            raise APIError(400, "This server returns images inline only: use response_format='b64_json'.",
+                           param="response_format")
+        async with asyncio.timeout(config.timeout_s):
+            result = await model.ainvoke(_image_params(req))
+        if not isinstance(result, ImageResult):
+            raise RuntimeError(f"The image model returned a {type(result).__name__}, not an ImageResult")
+        return JSONResponse({"created": int(time.time()),
+                             "data": [{"b64_json": image_b64(im), "revised_prompt": None} for im in result.images],
+                             "parameters": jsonable(result.parameters), "model": result.model})
+
+
+def _model_card(model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "plait"}
