@@ -1,0 +1,225 @@
+"""Chat models behind any OpenAI-compatible API (OpenAI, vLLM, Ollama, llama.cpp server, plait serve).
+
+Uses the official ``openai`` SDK: sync and async clients, SSE streaming (text and tool calls),
+native tools and ``response_format`` JSON schema. Settings, retries and errors: see
+:mod:`plait.remote._openai`. A stream that ends before the server's finish reason raises
+:class:`~plait.remote._openai.StreamInterruptedError`; it is never handed back as complete.
+
+Example::
+
+    from plait.remote.openai_chat import OpenAIChatModel
+    model = OpenAIChatModel("gpt-4o-mini", temperature=0)              # OPENAI_API_KEY from the env
+    local = OpenAIChatModel("qwen2.5", base_url="http://localhost:11434/v1")   # Ollama
+    model.invoke("Capital of France?").content
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from plait.chat_model import ChatModel, ChatOptions
+from plait.messages import (
+    AssistantChunk,
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolCallChunk,
+    ToolMessage,
+    Usage,
+)
+from plait.remote._openai import OpenAISettings, RemoteModelError, StreamInterruptedError
+
+# Options sent to the API under the same name.
+_PASSED = ("temperature", "top_p", "stop", "seed", "frequency_penalty", "presence_penalty", "logit_bias",
+           "user", "parallel_tool_calls", "reasoning_effort", "response_format")
+
+
+class OpenAIOptions(ChatOptions):
+    """The common options plus those of the chat completions API; ``extra_body`` for server extras
+    (e.g. vLLM's ``{"top_k": 20}``)."""
+
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    user: str | None = None
+    parallel_tool_calls: bool | None = None
+    reasoning_effort: str | None = None
+    extra_body: dict[str, Any] | None = None
+
+
+def to_openai_message(m: Message) -> dict[str, Any]:
+    """A plait message in the chat completions wire format."""
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.name and not isinstance(m, ToolMessage):
+        out["name"] = m.name
+    if isinstance(m, AssistantMessage) and m.tool_calls:
+        out["content"] = m.content or None
+        out["tool_calls"] = [{"id": c.id, "type": "function",
+                              "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+                             for c in m.tool_calls]
+    if isinstance(m, ToolMessage):
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _usage(u: Any) -> Usage | None:
+    if u is None:
+        return None
+    return Usage(prompt_tokens=u.prompt_tokens or 0, completion_tokens=u.completion_tokens or 0,
+                 total_tokens=u.total_tokens or 0)
+
+
+class OpenAIChatModel(ChatModel):
+    """A chat model served over the OpenAI chat completions API.
+
+    Args:
+        model: the model id on that server.
+        base_url, api_key, organization: else ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``OPENAI_ORG_ID``.
+        timeout: seconds per request attempt. max_retries: retries of 429/5xx/connection errors.
+        stream_usage: ask for token usage at the end of streams (``stream_options``).
+        supports_tools, supports_json_schema: set False for a server without native tools or JSON
+            schema output; plait then does them by prompting.
+        **options: default generation options (see :class:`OpenAIOptions`).
+    """
+
+    Options = OpenAIOptions
+    can_stream = True
+    supports_tools = True
+    supports_json_schema = True
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
+                 organization: str | None = None, timeout: float = 60.0, max_retries: int = 3,
+                 stream_usage: bool = True, supports_tools: bool | None = None,
+                 supports_json_schema: bool | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.model_name = model
+        self.settings = OpenAISettings(base_url, api_key, organization, timeout=timeout, max_retries=max_retries)
+        self.stream_usage = stream_usage
+        if supports_tools is not None:
+            self.supports_tools = supports_tools
+        if supports_json_schema is not None:
+            self.supports_json_schema = supports_json_schema
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatModel({self.model_name!r}, base_url={self.settings.base_url!r})"
+
+    # --- request and reply -----------------------------------------------------------------------
+    def _request(self, messages: list[Message], options: dict[str, Any], stream: bool) -> dict[str, Any]:
+        req: dict[str, Any] = {"model": self.model_name, "messages": [to_openai_message(m) for m in messages]}
+        req.update({k: options[k] for k in _PASSED if options.get(k) is not None})
+        if options.get("max_tokens") is not None:
+            # api.openai.com wants the newer name; other servers know the classic one.
+            req["max_completion_tokens" if self.settings.is_openai else "max_tokens"] = options["max_tokens"]
+        if options.get("tools"):
+            req["tools"] = [t.to_openai() for t in options["tools"]]
+            choice = options.get("tool_choice")
+            if choice in ("auto", "none", "required"):
+                req["tool_choice"] = choice
+            elif choice:
+                req["tool_choice"] = {"type": "function", "function": {"name": choice}}
+        if options.get("extra_body"):
+            req["extra_body"] = options["extra_body"]
+        if stream:
+            req["stream"] = True
+            if self.stream_usage:
+                req["stream_options"] = {"include_usage": True}
+        return req
+
+    def _message(self, resp: Any) -> AssistantMessage:
+        if not getattr(resp, "choices", None):
+            raise RemoteModelError(f"{self.settings.base_url} sent a chat reply without choices: {resp!r:.300}")
+        choice = resp.choices[0]
+        calls = []
+        for tc in choice.message.tool_calls or []:
+            raw = tc.function.arguments or ""
+            try:
+                args = json.loads(raw) if raw.strip() else {}
+            except json.JSONDecodeError as e:
+                raise ValueError(f"Tool call {tc.function.name!r} from {self.model_name} has arguments that are "
+                                 f"not valid JSON: {raw!r}") from e
+            calls.append(ToolCall(id=tc.id, name=tc.function.name, arguments=args))
+        return AssistantMessage(content=choice.message.content or "", tool_calls=calls, usage=_usage(resp.usage),
+                                finish_reason=choice.finish_reason, model=resp.model, id=resp.id)
+
+    def _chunk(self, raw: Any, first: bool) -> AssistantChunk:
+        chunk = AssistantChunk(usage=_usage(getattr(raw, "usage", None)),
+                               model=raw.model if first else None, id=raw.id if first else None)
+        if raw.choices:
+            choice = raw.choices[0]
+            delta = choice.delta
+            chunk.content = (delta.content or "") if delta else ""
+            chunk.finish_reason = choice.finish_reason
+            chunk.tool_call_chunks = [
+                ToolCallChunk(index=tc.index, id=tc.id, name=tc.function.name if tc.function else None,
+                              arguments=(tc.function.arguments or "") if tc.function else "")
+                for tc in (delta.tool_calls or [] if delta else [])]
+        return chunk
+
+    def _interrupted(self, e: BaseException | None, n: int) -> StreamInterruptedError:
+        cause = (e.__cause__ or e) if e is not None else None
+        why = f" ({type(cause).__name__}: {cause})" if cause is not None else " without a finish reason"
+        return StreamInterruptedError(f"The stream from {self.settings.base_url} ({self.model_name}) broke off "
+                                      f"after {n} chunks{why}. The answer is incomplete; retry the request")
+
+    # --- the backend contract --------------------------------------------------------------------
+    def _generate(self, messages: list[Message], options: dict[str, Any]) -> AssistantMessage:
+        req = self._request(messages, options, stream=False)
+        try:
+            resp = self.settings.client().chat.completions.create(**req)
+        except Exception as e:
+            raise self.settings.error(e, self.model_name, "chat") from e
+        return self._message(resp)
+
+    async def _agenerate(self, messages: list[Message], options: dict[str, Any]) -> AssistantMessage:
+        req = self._request(messages, options, stream=False)
+        try:
+            resp = await self.settings.aclient().chat.completions.create(**req)
+        except Exception as e:
+            raise self.settings.error(e, self.model_name, "chat") from e
+        return self._message(resp)
+
+    def _stream(self, messages: list[Message], options: dict[str, Any]) -> Iterator[AssistantChunk]:
+        req = self._request(messages, options, stream=True)
+        try:
+            stream = self.settings.client().chat.completions.create(**req)
+        except Exception as e:
+            raise self.settings.error(e, self.model_name, "chat") from e
+        n, finished = 0, False
+        with stream:
+            while True:
+                try:
+                    raw = next(stream)
+                except StopIteration:
+                    break
+                except Exception as e:
+                    raise self._interrupted(e, n) from e
+                chunk = self._chunk(raw, first=(n == 0))
+                finished = finished or chunk.finish_reason is not None
+                n += 1
+                yield chunk
+        if not finished:
+            raise self._interrupted(None, n)
+
+    async def _astream(self, messages: list[Message], options: dict[str, Any]) -> AsyncIterator[AssistantChunk]:
+        req = self._request(messages, options, stream=True)
+        try:
+            stream = await self.settings.aclient().chat.completions.create(**req)
+        except Exception as e:
+            raise self.settings.error(e, self.model_name, "chat") from e
+        n, finished = 0, False
+        async with stream:
+            while True:
+                try:
+                    raw = await stream.__anext__()
+                except StopAsyncIteration:
+                    break
+                except Exception as e:
+                    raise self._interrupted(e, n) from e
+                chunk = self._chunk(raw, first=(n == 0))
+                finished = finished or chunk.finish_reason is not None
+                n += 1
+                yield chunk
+        if not finished:
+            raise self._interrupted(None, n)
