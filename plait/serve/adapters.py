@@ -10,9 +10,10 @@
 
 What comes back is normalised into :class:`Piece` (one streamed piece) / :class:`Reply`:
 strings and assistant messages/chunks give the text (and tool calls, usage, finish reason); a dict
-or pydantic object with ``answer`` gives its answer as the text and its ``sources`` as the extra
-``sources`` field; an :class:`~plait.messages.ImageResult` gives base64 PNGs in the extra
-``images`` field; any other value is sent as JSON text.
+or pydantic object with ``answer`` (such as :class:`plait.chains.rag.RAGAnswer`) gives its answer as
+the text, and its ``sources`` and ``citations`` (the cited subset) as extra fields of the same
+names; an :class:`~plait.messages.ImageResult` gives base64 PNGs in the extra ``images`` field;
+any other value is sent as JSON text.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Piece:
     finish_reason: str | None = None
     usage: Usage | None = None
     sources: list[Any] | None = None
+    citations: list[Any] | None = None
     images: list[dict[str, str]] | None = None
     other: Any = None  # a chunk of a non-answer output; sent as JSON text at the end
 
@@ -75,6 +77,7 @@ class Reply:
     finish_reason: str | None = None
     usage: Usage | None = None
     sources: list[Any] | None = None
+    citations: list[Any] | None = None
     images: list[dict[str, str]] | None = None
 
 
@@ -119,6 +122,10 @@ def reply_from(output: Any) -> Reply:
         reply = reply_from(mapping.get("answer"))
         if mapping.get("sources") is not None:
             reply.sources = sources_json(mapping["sources"])
+        if mapping.get("citations"):
+            reply.citations = sources_json(mapping["citations"])
+        if isinstance(mapping.get("usage"), Usage):
+            reply.usage = mapping["usage"]
         return reply
     if isinstance(output, list) and output and all(isinstance(d, Document) for d in output):
         return Reply(content="\n\n".join(d.content for d in output), sources=sources_json(output),
@@ -145,9 +152,14 @@ def piece_from(chunk: Any) -> Piece | None:
     mapping = _as_mapping(chunk)
     if mapping is not None:
         if "answer" in mapping or "sources" in mapping:
+            # Chunks of an answer-with-sources: empty source lists mean "none in this chunk".
             piece = piece_from(mapping.get("answer")) or Piece()
-            if mapping.get("sources") is not None:
+            if mapping.get("sources"):
                 piece.sources = sources_json(mapping["sources"])
+            if mapping.get("citations"):
+                piece.citations = sources_json(mapping["citations"])
+            if isinstance(mapping.get("usage"), Usage):
+                piece.usage = mapping["usage"]
             return piece
         return Piece(other=mapping)
     if isinstance(chunk, list) and chunk and all(isinstance(d, Document) for d in chunk):

@@ -3,7 +3,8 @@
 Streamed completions follow OpenAI's chunk format exactly: a first chunk with the assistant role,
 one ``chat.completion.chunk`` per content (or tool-call) piece, a last chunk with an empty delta
 and the finish reason, an optional usage chunk (``stream_options.include_usage``), then
-``data: [DONE]``. RAG sources and images ride in extra top-level fields (``sources``, ``images``)
+``data: [DONE]``. RAG sources and images ride in extra top-level fields (``sources``, ``citations``,
+``images``)
 of the last chunk or of the whole completion; standard clients ignore them.
 
 Usage is the served model's own count when it reports one; otherwise it is an estimate
@@ -79,35 +80,43 @@ async def _chunk_events(chat: ChatTarget, value: Any, options: dict[str, Any], *
     usage: Usage | None = None
     finish: str | None = None
     sources: list[Any] | None = None
+    citations: list[Any] | None = None
     images: list[dict[str, str]] = []
     other: Any = None
     pieces = tool_pieces = 0
+    role = head + b'{"role":"assistant","content":""}' + tail
     started = False
+    # One write per piece: the role chunk goes out with the first piece, and the last chunk,
+    # usage and [DONE] together (each write is a system call, the main cost per token).
     async for piece in chat.astream(value, options):
+        out = b""
         if not started:
             started = True
-            yield head + b'{"role":"assistant","content":""}' + tail
+            out = role
         if piece.content:
             pieces += 1
-            yield head + b'{"content":' + json.dumps(piece.content).encode() + b'}' + tail
+            out += head + b'{"content":' + json.dumps(piece.content).encode() + b'}' + tail
         if piece.tool_calls:
             tool_pieces += 1
-            yield head + json.dumps({"tool_calls": _tool_call_delta(piece.tool_calls)}).encode() + tail
+            out += head + json.dumps({"tool_calls": _tool_call_delta(piece.tool_calls)}).encode() + tail
         if piece.usage is not None:
             usage = piece.usage if usage is None else usage + piece.usage
         if piece.finish_reason:
             finish = piece.finish_reason
         if piece.sources is not None:
             sources = piece.sources
+        if piece.citations is not None:
+            citations = piece.citations
         if piece.images:
             images.extend(piece.images)
         if piece.other is not None:
             other = add_chunks(other, piece.other)
-    if not started:
-        yield head + b'{"role":"assistant","content":""}' + tail
+        if out:
+            yield out
+    end = b"" if started else role
     if other is not None and not pieces:  # a chain whose output is not text: its JSON is the answer
         pieces += 1
-        yield head + json.dumps({"content": json.dumps(jsonable(other), ensure_ascii=False)}).encode() + tail
+        end += head + json.dumps({"content": json.dumps(jsonable(other), ensure_ascii=False)}).encode() + tail
     last: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                             "system_fingerprint": None, "choices": [{
                                 "index": 0, "delta": {}, "logprobs": None,
@@ -116,15 +125,17 @@ async def _chunk_events(chat: ChatTarget, value: Any, options: dict[str, Any], *
         last["usage"] = None
     if sources is not None:
         last["sources"] = sources
+    if citations is not None:
+        last["citations"] = citations
     if images:
         last["images"] = images
-    yield b"data: " + json.dumps(last, ensure_ascii=False).encode() + b"\n\n"
+    end += b"data: " + json.dumps(last, ensure_ascii=False).encode() + b"\n\n"
     if include_usage:
-        yield b"data: " + json.dumps({
+        end += b"data: " + json.dumps({
             "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
             "system_fingerprint": None, "choices": [],
             "usage": _usage_json(usage, prompt_tokens, pieces)}).encode() + b"\n\n"
-    yield b"data: [DONE]\n\n"
+    yield end + b"data: [DONE]\n\n"
 
 
 def _completion_body(reply: Reply, *, cid: str, created: int, model: str, prompt_tokens: int) -> dict[str, Any]:
@@ -141,6 +152,8 @@ def _completion_body(reply: Reply, *, cid: str, created: int, model: str, prompt
     }
     if reply.sources is not None:
         body["sources"] = reply.sources
+    if reply.citations is not None:
+        body["citations"] = reply.citations
     if reply.images:
         body["images"] = reply.images
     return body
