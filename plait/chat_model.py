@@ -93,7 +93,10 @@ class ChatModel(Runnable[Any, AssistantMessage]):
         if isinstance(options.get("stop"), str):
             options = {**options, "stop": [options["stop"]]}
         if options.get("tools") is not None:
-            options = {**options, "tools": [to_tool(t) for t in options["tools"]]}
+            try:
+                options = {**options, "tools": [to_tool(t) for t in options["tools"]]}
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"Invalid tools option for {type(self).__name__}: {e}") from e
         try:
             checked = self.Options(**options).model_dump(exclude_unset=True)
         except ValidationError as e:

@@ -159,8 +159,11 @@ class OpenAIChatModel(ChatModel):
 
     def _interrupted(self, e: BaseException | None, n: int) -> StreamInterruptedError:
         cause = (e.__cause__ or e) if e is not None else None
+        what = "broke off"
+        if isinstance(cause, json.JSONDecodeError):
+            what = "sent an event that is not valid JSON"
         why = f" ({type(cause).__name__}: {cause})" if cause is not None else " without a finish reason"
-        return StreamInterruptedError(f"The stream from {self.settings.base_url} ({self.model_name}) broke off "
+        return StreamInterruptedError(f"The stream from {self.settings.base_url} ({self.model_name}) {what} "
                                       f"after {n} chunks{why}. The answer is incomplete; retry the request")
 
     # --- the backend contract --------------------------------------------------------------------

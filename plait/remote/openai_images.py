@@ -95,7 +95,11 @@ class OpenAIImageModel(Runnable[Any, ImageResult]):
             given = dict(input)
         else:
             raise TypeError(f"An image model takes a prompt string or a dict of parameters, not {type(input).__name__}")
-        return self._check({**self.defaults, **given, **kwargs})
+        given.update(kwargs)
+        defaults = self.defaults
+        if given.keys() & {"size", "width", "height"}:  # a size given per call replaces the default one
+            defaults = {k: v for k, v in defaults.items() if k not in ("size", "width", "height")}
+        return self._check({**defaults, **given})
 
     def _request(self, p: ImageRequest) -> dict[str, Any]:
         req: dict[str, Any] = {"model": self.model, "prompt": p.prompt, "n": p.n}
