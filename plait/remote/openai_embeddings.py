@@ -3,7 +3,7 @@
 ``embed_documents(texts)`` sends the texts in batches of ``batch_size`` (sequentially; the async
 twin runs ``max_concurrency`` batches at once) and returns one vector per text, in order.
 ``embed_query(text)`` embeds one text. As a Runnable, a string in gives a vector out and a list
-of strings gives a list of vectors. Settings, retries and errors: see :mod:`plait.remote._openai`.
+of strings gives a list of vectors (the :class:`plait.embeddings.Embeddings` contract). Settings, retries and errors: see :mod:`plait.remote._openai`.
 
 Example::
 
@@ -19,16 +19,11 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from plait.embeddings import Embeddings
 from plait.remote._openai import OpenAISettings, RemoteModelError
-from plait.runnable import Runnable
-
-try:  # the retrieval side's interface, where it exists
-    from plait.embeddings import Embeddings as _Base  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - depends on what is installed alongside
-    _Base = Runnable  # type: ignore[misc,assignment,unused-ignore]
 
 
-class OpenAIEmbeddings(_Base):  # type: ignore[valid-type,misc,unused-ignore]
+class OpenAIEmbeddings(Embeddings):
     """Text embeddings from an OpenAI-compatible server.
 
     Args:
@@ -38,15 +33,17 @@ class OpenAIEmbeddings(_Base):  # type: ignore[valid-type,misc,unused-ignore]
         batch_size: texts per request (OpenAI accepts up to 2048).
         max_concurrency: requests in flight at once in the async methods.
         timeout, max_retries: per request; retries of 429/5xx/connection errors.
+        max_tokens: the model's input limit in tokens, where known (splitters size chunks by it).
     """
 
     def __init__(self, model: str = "text-embedding-3-small", *, base_url: str | None = None,
                  api_key: str | None = None, organization: str | None = None, dimensions: int | None = None,
                  batch_size: int = 256, max_concurrency: int = 4, timeout: float = 60.0,
-                 max_retries: int = 3) -> None:
+                 max_retries: int = 3, max_tokens: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model
+        self.max_tokens = max_tokens
         self.dimensions = dimensions
         self.batch_size = batch_size
         self.max_concurrency = max(1, max_concurrency)
@@ -110,15 +107,3 @@ class OpenAIEmbeddings(_Base):  # type: ignore[valid-type,misc,unused-ignore]
 
     async def aembed_query(self, text: str) -> list[float]:
         return (await self.aembed_documents([text]))[0]
-
-    # --- the Runnable side -----------------------------------------------------------------------
-    def invoke(self, input: Any, **kwargs: Any) -> Any:
-        """A string gives one vector; a list of strings gives a list of vectors."""
-        if isinstance(input, str):
-            return self.embed_query(input)
-        return self.embed_documents(input)
-
-    async def ainvoke(self, input: Any, **kwargs: Any) -> Any:
-        if isinstance(input, str):
-            return await self.aembed_query(input)
-        return await self.aembed_documents(input)

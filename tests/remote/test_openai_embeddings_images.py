@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from plait.embeddings import Embeddings
 from plait.messages import ImageResult
 from plait.remote._openai import RemoteModelError
 from plait.remote.openai_embeddings import OpenAIEmbeddings
@@ -44,6 +45,7 @@ def test_embed_documents_batches_and_keeps_order(emb: OpenAIEmbeddings, server: 
 
 
 def test_embed_query_and_the_runnable_side(emb: OpenAIEmbeddings) -> None:
+    assert isinstance(emb, Embeddings)
     query = emb.embed_query("cat on the mat")
     assert len(query) == 16
     assert emb.invoke("cat on the mat") == query
