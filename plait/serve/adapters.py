@@ -213,6 +213,9 @@ class ChatTarget:
                 raise APIError(400, f"The served model does not support '{wire}'. It accepts: "
                                     f"{', '.join(sorted(self.option_names)) or 'no options'}.", param=wire)
             options[name] = value
+        choice = options.get("tool_choice")
+        if isinstance(choice, dict):  # OpenAI's {"type": "function", "function": {"name": ...}}
+            options["tool_choice"] = (choice.get("function") or {}).get("name") or choice.get("type")
         return options
 
     async def ainvoke(self, value: Any, options: dict[str, Any]) -> Reply:

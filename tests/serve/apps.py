@@ -1,0 +1,34 @@
+"""Served objects shared by the serving tests (importable as ``tests.serve.apps:NAME`` by the CLI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plait.chains.rag import RAGChain
+from plait.fake import FakeChatModel
+from plait.messages import Document
+from plait.runnable import Lambda
+
+DOCS = [
+    Document(content="plait composes steps with the | operator.", metadata={"source": "docs/compose.md", "page": 1}),
+    Document(content="plait serve exposes any chain over an OpenAI-compatible API.",
+             metadata={"source": "docs/serve.md", "page": 2}),
+]
+
+
+def rag_chain(delay: float = 0.0) -> RAGChain:
+    """A real RAG chain (retriever -> numbered passages -> model -> cited answer) on a scripted model."""
+    model = FakeChatModel(["Steps compose with the | operator [1]."], delay=delay)
+    return RAGChain(Lambda(lambda q: DOCS), model)
+
+
+def slow_chat() -> FakeChatModel:
+    """A model slow enough to be interrupted: 40 tokens, 50 ms apart."""
+    return FakeChatModel([" ".join(f"t{i}" for i in range(40))], delay=0.05)
+
+
+chat = FakeChatModel(["Hello from plait."])
+
+
+def echo(text: str) -> dict[str, Any]:
+    return {"echo": text}
