@@ -106,7 +106,8 @@ def _new_id() -> str:
 def parse_tool_calls(text: str, tools: list[Tool]) -> list[ToolCall] | None:
     """The tool calls in a reply, or None when the reply is not (only) a call to a known tool."""
     body = text.strip()
-    tagged = _TAGGED.findall(body)
+    # Tags count only at the start, as every other form: a stream decides from the first characters.
+    tagged = _TAGGED.findall(body) if body.startswith("<tool_call>") else []
     if tagged:
         body = "[" + ",".join(t.strip() for t in tagged if t.strip()) + "]"
     if not body.startswith(("{", "[", "```")):

@@ -115,6 +115,7 @@ def test_tool_call_formats_models_use(reply: str) -> None:
     '{"city": "Paris"}',
     "[1, 2, 3]",
     '{"tool": "get_weather", "arguments": "not json"}',
+    'Checking. <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>',
 ])
 def test_replies_that_are_not_tool_calls_stay_text(reply: str) -> None:
     assert parse_tool_calls(reply, [to_tool(get_weather)]) is None
@@ -133,6 +134,19 @@ def test_prompted_stream_passes_text_through_and_holds_back_calls() -> None:
     assert len(call_chunks) == 1 and call_chunks[0].content == ""
     assert add_up(call_chunks).tool_calls[0].arguments == {"city": "Paris"}
     assert add_up(list(bound.stream("weather?"))).content == '{"city": "Paris"}'  # JSON, not a call
+
+
+def test_prompted_stream_and_invoke_agree() -> None:
+    replies = [CALL, "Plain answer.", "<tool_call>[" + CALL + "]</tool_call>", "[" + CALL + ", " + CALL + "]",
+               'Text then {"tool": "get_weather", "arguments": {}}', "```python\nprint(1)\n```"]
+    for reply in replies:
+        invoked = EchoChatModel([reply]).bind_tools([get_weather]).invoke("x")
+        fake = FakeChatModel([reply])
+        fake.supports_tools = False
+        streamed = add_up(list(fake.bind_tools([get_weather]).stream("x")))
+        assert streamed.content == invoked.content, reply
+        assert [(c.name, c.arguments) for c in streamed.tool_calls] == [
+            (c.name, c.arguments) for c in invoked.tool_calls], reply
 
 
 async def test_prompted_astream_and_ainvoke() -> None:

@@ -7,8 +7,11 @@ OpenAI does, and injects faults on demand: latency, any status with ``Retry-Afte
 dropped before the reply or in the middle of a stream, a stream that ends cleanly but early,
 malformed JSON bodies and SSE events.
 
-Replies are deterministic: scripted ones in order (:meth:`OpenAIServer.reply`), else an echo of
-the last user message (``"You said: ..."``) cut by ``stop`` and ``max_tokens`` (words are tokens).
+Replies are deterministic: scripted ones in order (:meth:`OpenAIServer.reply`); else, where the
+request forces a tool (``tool_choice``, or plait's prompted "You must call the tool 'X' now."), a
+call to it whose string arguments are the last capitalised word of the request (a stand-in for a
+model that follows instructions); else an echo of the last user message (``"You said: ..."``).
+Text is cut by ``stop`` and ``max_tokens`` (words are tokens).
 Embeddings are hashed bags of words (texts sharing words are similar), normalised.
 
 Example::
@@ -143,7 +146,44 @@ class OpenAIServer:
         text = last.get("content")
         if isinstance(text, list):  # content parts
             text = " ".join(p.get("text", "") for p in text if isinstance(p, dict))
+        forced = _forced_tool(body)
+        if forced is not None:  # a forced tool call: native (tool_choice) or asked for in the prompt
+            name, params, native = forced
+            call = {"name": name, "arguments": _fill(params, str(text))}
+            if native:
+                return Reply(None, tool_calls=[call])
+            return Reply(json.dumps({"tool": name, "arguments": call["arguments"]}))
         return Reply(f"You said: {text}")
+
+
+_PROMPTED_CHOICE = re.compile(r"You must call the tool '([\w-]+)' now\.")
+
+
+def _forced_tool(body: dict[str, Any]) -> tuple[str, dict[str, Any], bool] | None:
+    """Which tool the request forces, if any: (name, parameters schema, whether natively)."""
+    tools = {t["function"]["name"]: t["function"].get("parameters", {}) for t in body.get("tools") or []}
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("function", {}).get("name") in tools:
+        return choice["function"]["name"], tools[choice["function"]["name"]], True
+    if choice == "required" and tools:
+        name = next(iter(tools))
+        return name, tools[name], True
+    system = " ".join(str(m.get("content")) for m in body["messages"] if m.get("role") == "system")
+    m = _PROMPTED_CHOICE.search(system)
+    if m:  # plait's prompted tools: the tool specs are JSON lines in the system message
+        for line in system.splitlines():
+            if line.startswith("{") and f'"name": "{m.group(1)}"' in line:
+                return m.group(1), json.loads(line).get("parameters", {}), False
+    return None
+
+
+def _fill(schema: dict[str, Any], text: str) -> dict[str, Any]:
+    """Arguments for the required parameters: strings get the last capitalised word of the request."""
+    names = re.findall(r"\b[A-Z][a-z]+\b", text)
+    values = {"string": names[-1] if names else "", "integer": 0, "number": 0.0, "boolean": False,
+              "array": [], "object": {}}
+    props = schema.get("properties", {})
+    return {k: values.get(props.get(k, {}).get("type", "string"), None) for k in schema.get("required", [])}
 
 
 def _error(status: int, message: str, type_: str, code: str | None = None, param: str | None = None) -> dict:
