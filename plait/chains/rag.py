@@ -303,3 +303,31 @@ class RAGChain(Runnable[Any, RAGAnswer]):
                 yield RAGAnswer(answer=delta, usage=usage)
         done = self.finish(question, text, docs)
         yield done.model_copy(update={"answer": done.answer[len(text):], "question": ""})
+
+
+class RelevanceGate(Runnable[str, list[Document]]):
+    """A retriever that returns nothing unless a second retriever finds something scoring ``min_score``.
+
+    Fused scores (hybrid retrieval) are relative: the best hit of any query scores high, so they
+    cannot tell "nothing relevant". A dense retriever's cosine similarity is absolute, so it makes
+    a good gate: ``RelevanceGate(hybrid, gate=dense, min_score=0.3)`` retrieves with ``hybrid``
+    only when the best dense hit has similarity 0.3 or more.
+    """
+
+    def __init__(self, retriever: Any, gate: Any, min_score: float) -> None:
+        self.retriever = coerce(retriever)
+        self.gate = coerce(gate)
+        self.min_score = min_score
+
+    def get_name(self) -> str:
+        return self.name or "RelevanceGate"
+
+    def best_score(self, query: str) -> float | None:
+        scores = [d.score for d in self.gate.invoke(query) if d.score is not None]
+        return max(scores) if scores else None
+
+    def invoke(self, input: str, **kwargs: Any) -> list[Document]:
+        best = self.best_score(input)
+        if best is None or best < self.min_score:
+            return []
+        return list(self.retriever.invoke(input, **kwargs))

@@ -108,3 +108,14 @@ def test_helpers():
     text = format_passages([Document(content="word " * 500)], max_chars=50)
     assert text.startswith("[1] word") and len(text) < 70 and text.endswith("...")
     assert (RAGAnswer(answer="a") + RAGAnswer(answer="b")).answer == "ab"
+
+
+def test_relevance_gate_blocks_queries_with_no_close_match():
+    from plait.chains.rag import RelevanceGate
+
+    gate = Lambda(lambda q: [Document(content="x", score=0.8 if "store" in q else 0.1)])
+    gated = RelevanceGate(retriever(), gate, min_score=0.3)
+    assert len(gated.invoke("which store?")) == 3
+    assert gated.invoke("poems about the sea") == []
+    model = FakeChatModel(["made up [1]"])
+    assert not RAGChain(gated, model).invoke("poems about the sea").grounded and model.calls == []
