@@ -1,0 +1,182 @@
+"""Client disconnects stop generation; health/readiness; graceful shutdown finishes streams in flight."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from plait.fake import FakeChatModel
+from plait.runnable import Runnable
+from plait.serve import ServerThread, create_app
+from plait.serve.server import free_port
+from tests.serve.apps import slow_chat
+
+USER = [{"role": "user", "content": "hi"}]
+STREAM = {"model": "fake", "messages": USER, "stream": True}
+
+
+class CountingAsyncModel(FakeChatModel):
+    """The fake model, counting the chunks it has produced (its async stream is what the server drives)."""
+
+    def __init__(self) -> None:
+        super().__init__([" ".join(f"t{i}" for i in range(60))], delay=0.03)
+        self.produced = 0
+
+    async def _astream(self, messages, options):
+        async for chunk in super()._astream(messages, options):
+            self.produced += 1
+            yield chunk
+
+
+class CountingSyncStream(Runnable[str, str]):
+    """A chain step with only a sync ``stream`` (driven from a worker thread by the server)."""
+
+    def __init__(self) -> None:
+        self.produced = 0
+
+    def invoke(self, input: str, **kwargs: Any) -> str:
+        return "".join(self.stream(input))
+
+    def stream(self, input: str, **kwargs: Any) -> Iterator[str]:
+        for i in range(60):
+            time.sleep(0.03)
+            self.produced += 1
+            yield f"w{i} "
+
+
+def _read_some_then_disconnect(url: str, body: dict[str, Any], events: int) -> None:
+    with httpx.Client(timeout=10) as client, client.stream("POST", url + "/v1/chat/completions", json=body) as r:
+        seen = 0
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                seen += 1
+                if seen >= events:
+                    break  # leaving the block closes the connection mid-stream
+
+
+def _assert_stops(target: Any) -> None:
+    deadline = time.monotonic() + 3
+    before = -1
+    while time.monotonic() < deadline:  # wait until the count is stable
+        time.sleep(0.2)
+        if target.produced == before:
+            break
+        before = target.produced
+    time.sleep(0.3)
+    assert target.produced == before, "the model kept generating after the client left"
+    assert target.produced < 20, f"generated {target.produced} of 60 tokens for a client that read 4"
+
+
+def test_disconnect_stops_async_model(serve):
+    model = CountingAsyncModel()
+    server = serve(model)
+    _read_some_then_disconnect(server.url, STREAM, 4)
+    _assert_stops(model)
+    assert httpx.get(server.url + "/ready").status_code == 200
+
+
+def test_disconnect_stops_sync_stream_in_thread(serve):
+    step = CountingSyncStream()
+    server = serve(step)
+    _read_some_then_disconnect(server.url, {**STREAM, "model": "plait"}, 4)
+    _assert_stops(step)
+
+
+def test_disconnect_on_generic_stream_route(serve):
+    model = CountingAsyncModel()
+    server = serve(model)
+    with httpx.Client(timeout=10) as client, client.stream("POST", server.url + "/stream", json={"input": "hi"}) as r:
+        for i, _ in enumerate(r.iter_lines()):
+            if i > 6:
+                break
+    _assert_stops(model)
+
+
+def test_health_and_readiness_follow_warm_up(serve):
+    class SlowToLoad(FakeChatModel):
+        def warm_up(self) -> None:
+            time.sleep(0.6)
+
+    server = serve(SlowToLoad(["ok"]))
+    assert httpx.get(server.url + "/health").json() == {"status": "ok"}
+    r = httpx.get(server.url + "/ready")
+    assert r.status_code == 503 and r.json()["status"] == "starting"
+    time.sleep(1.0)
+    r = httpx.get(server.url + "/ready")
+    assert r.status_code == 200 and r.json()["models"] == ["fake"]
+
+    class Broken(FakeChatModel):
+        def warm_up(self) -> None:
+            raise FileNotFoundError("weights missing at /models/x")
+
+    broken = serve(Broken(["ok"]))
+    time.sleep(0.3)
+    r = httpx.get(broken.url + "/ready")
+    assert r.status_code == 503 and "weights missing" in r.json()["error"]
+
+
+def test_graceful_stop_finishes_stream_in_flight():
+    server = ServerThread(create_app(slow_chat())).start()  # 40 tokens, 50 ms apart
+    lines: list[str] = []
+    started = threading.Event()
+
+    def consume() -> None:
+        with httpx.stream("POST", server.url + "/v1/chat/completions", json=STREAM, timeout=30) as r:
+            for line in r.iter_lines():
+                started.set()
+                if line:
+                    lines.append(line)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    assert started.wait(10)
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    time.sleep(0.3)
+    assert server.app.state.plait.draining  # /ready would say 503 now
+    t.join(20)
+    stopper.join(20)
+    assert lines[-1] == "data: [DONE]"
+    assert sum(1 for x in lines if '"delta":{"content":' in x) == 40
+
+
+def test_cli_serves_and_sigterm_drains_streams(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-m", "plait.cli", "serve", "tests.serve.apps:slow_chat",
+                             "--port", str(port), "--log-level", "warning"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.1)
+        lines: list[str] = []
+        with httpx.stream("POST", url + "/v1/chat/completions", json=STREAM, timeout=30) as r:
+            for line in r.iter_lines():
+                if not lines:
+                    proc.send_signal(signal.SIGTERM)  # shut down while the stream is in flight
+                if line:
+                    lines.append(line)
+        assert lines[-1] == "data: [DONE]"
+        # uvicorn re-raises the captured SIGTERM once drained, so the exit looks like a plain SIGTERM
+        assert proc.wait(15) in (0, -signal.SIGTERM)
+        _, err = proc.communicate()
+        assert "serving fake on http://127.0.0.1" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
