@@ -8,8 +8,10 @@ Messages say what was wrong and what to do; stack traces are logged, never sent.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger("plait.serve")
@@ -77,3 +79,22 @@ def as_api_error(exc: BaseException) -> APIError:
     log.error("Error while serving a request", exc_info=exc)
     return APIError(500, "The server failed while running the model; the details are in the server log.",
                     code="internal_error")
+
+
+def guarded(route: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Wrap a route so that any exception becomes an OpenAI error response.
+
+    Done here rather than with a Starlette handler for ``Exception``: that one re-raises after
+    answering, and uvicorn then closes the connection under the client's feet.
+    """
+    from starlette.responses import JSONResponse
+
+    @functools.wraps(route)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await route(*args, **kwargs)
+        except Exception as exc:
+            err = as_api_error(exc)
+            return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+    return wrapper

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from plait.runnable import Runnable
 from plait.serve.config import ServeConfig
 from plait.serve.convert import jsonable
-from plait.serve.errors import APIError
+from plait.serve.errors import APIError, guarded
 from plait.serve.openai_types import parse
 from plait.serve.schemas import InputCheck, io_types, json_schema
 from plait.serve.streaming import EventStream
@@ -82,6 +82,7 @@ def add_generic_routes(app: FastAPI, runnable: Runnable[Any, Any], config: Serve
         return schemas["output"]
 
     @app.post("/invoke")
+    @guarded
     async def invoke(request: Request) -> Response:
         req = parse(InvokeRequest, await request.body())
         async with asyncio.timeout(config.timeout_s):
@@ -89,6 +90,7 @@ def add_generic_routes(app: FastAPI, runnable: Runnable[Any, Any], config: Serve
         return JSONResponse({"output": jsonable(output)})
 
     @app.post("/batch")
+    @guarded
     async def batch(request: Request) -> Response:
         req = parse(BatchRequest, await request.body())
         inputs = [checked(x) for x in req.inputs]
@@ -97,6 +99,7 @@ def add_generic_routes(app: FastAPI, runnable: Runnable[Any, Any], config: Serve
         return JSONResponse({"output": [jsonable(o) for o in outputs]})
 
     @app.post("/stream")
+    @guarded
     async def stream(request: Request) -> Response:
         req = parse(InvokeRequest, await request.body())
         return EventStream(_stream_events(runnable, checked(req.input), req.options),

@@ -29,7 +29,7 @@ from plait.messages import ImageResult, ToolCallChunk, Usage
 from plait.runnable import add_chunks
 from plait.serve.adapters import ChatTarget, Reply, estimate_tokens
 from plait.serve.convert import image_b64, jsonable
-from plait.serve.errors import APIError
+from plait.serve.errors import APIError, guarded
 from plait.serve.openai_types import ChatCompletionRequest, EmbeddingRequest, ImageRequest, parse
 from plait.serve.served import Served
 from plait.serve.streaming import EventStream
@@ -172,8 +172,12 @@ async def _embed(embeddings: Any, texts: list[str]) -> list[list[float]]:
 
 
 def _image_params(req: ImageRequest) -> dict[str, Any]:
-    params: dict[str, Any] = {"prompt": req.prompt, "num_images": req.n}
-    if req.size is not None:
+    """The image model's input: the dict of the image-model interface (``prompt``, ``num_images``,
+    ``width``, ``height``, ``seed``, ``steps``, ``guidance_scale``, ``negative_prompt``)."""
+    params: dict[str, Any] = {"prompt": req.prompt}
+    if req.n != 1:
+        params["num_images"] = req.n
+    if req.size is not None and req.size != "auto":
         try:
             width, height = (int(x) for x in req.size.lower().split("x"))
         except ValueError:
@@ -190,6 +194,7 @@ def add_openai_routes(app: FastAPI, served: Served) -> None:
     config = served.config
 
     @app.post("/v1/chat/completions", openapi_extra=_schema_body(ChatCompletionRequest))
+    @guarded
     async def chat_completions(request: Request) -> Response:
         req = parse(ChatCompletionRequest, await request.body())
         chat = served.require_chat(req.model)
@@ -222,6 +227,7 @@ def add_openai_routes(app: FastAPI, served: Served) -> None:
         return _model_card(model_id)
 
     @app.post("/v1/embeddings", openapi_extra=_schema_body(EmbeddingRequest))
+    @guarded
     async def embeddings(request: Request) -> Response:
         req = parse(EmbeddingRequest, await request.body())
         emb = served.require_embeddings(req.model)
@@ -240,6 +246,7 @@ def add_openai_routes(app: FastAPI, served: Served) -> None:
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     @app.post("/v1/images/generations", openapi_extra=_schema_body(ImageRequest))
+    @guarded
     async def images(request: Request) -> Response:
         req = parse(ImageRequest, await request.body())
         model = served.require_images(req.model)

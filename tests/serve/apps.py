@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 from plait.chains.rag import RAGChain
+from plait.embeddings import Embeddings
 from plait.fake import FakeChatModel
-from plait.messages import Document
-from plait.runnable import Lambda
+from plait.messages import Document, ImageResult
+from plait.runnable import Lambda, Runnable
 
 DOCS = [
     Document(content="plait composes steps with the | operator.", metadata={"source": "docs/compose.md", "page": 1}),
@@ -32,3 +35,40 @@ chat = FakeChatModel(["Hello from plait."])
 
 def echo(text: str) -> dict[str, Any]:
     return {"echo": text}
+
+
+class SquarePainter(Runnable[Any, ImageResult]):
+    """A tiny image model: squares in the colour named in the prompt, in the image-model interface
+    (a prompt string or a dict with prompt, num_images, width, height, seed)."""
+
+    produces_images = True
+    model_name = "painter"
+
+    def invoke(self, input: Any, **kwargs: Any) -> ImageResult:
+        from PIL import Image
+
+        params = {"prompt": input} if isinstance(input, str) else dict(input)
+        prompt = params["prompt"]
+        if not prompt.strip():
+            raise ValueError("The prompt is empty: describe the image to draw")
+        width, height = params.get("width", 16), params.get("height", 16)
+        if width <= 0 or height <= 0 or width > 64 or height > 64:
+            raise ValueError(f"Size {width}x{height} is out of range: width and height must be 1..64")
+        color = "red" if "red" in prompt else "green" if "green" in prompt else "blue"
+        images = [Image.new("RGB", (width, height), color) for _ in range(params.get("num_images", 1))]
+        return ImageResult(images=images, parameters={**params, "width": width, "height": height},
+                           model=self.model_name)
+
+
+class LetterCounts(Embeddings):
+    """A small deterministic embedding: letter frequencies a-z, L2-normalised."""
+
+    model_name = "letters"
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        out = []
+        for text in texts:
+            counts = [float(text.lower().count(chr(ord("a") + i))) for i in range(26)]
+            norm = math.sqrt(sum(c * c for c in counts)) or 1.0
+            out.append([c / norm for c in counts])
+        return out

@@ -6,13 +6,10 @@ from __future__ import annotations
 import base64
 import io
 import os
-from typing import Any
 
 import pytest
 
-from plait.messages import ImageResult
-from plait.runnable import Runnable
-from tests.serve.apps import rag_chain
+from tests.serve.apps import SquarePainter, rag_chain
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -64,20 +61,6 @@ def test_question_streams_answer_with_sources(serve, browser):
     page.click("#new")
     assert page.locator(".msg").count() == 0
     page.close()
-
-
-class SquarePainter(Runnable[Any, ImageResult]):
-    """A tiny image model: paints a square in the colour named in the prompt."""
-
-    produces_images = True
-    model_name = "painter"
-
-    def invoke(self, input: Any, **kwargs: Any) -> ImageResult:
-        from PIL import Image
-
-        prompt = input if isinstance(input, str) else input["prompt"]
-        color = "red" if "red" in prompt else "blue"
-        return ImageResult(images=[Image.new("RGB", (16, 16), color)], parameters={"prompt": prompt})
 
 
 def test_images_are_shown_inline_and_api_key_is_asked_for(serve, browser):
