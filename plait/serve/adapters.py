@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,9 +219,3 @@ class ChatTarget:
 
     async def ainvoke(self, value: Any, options: dict[str, Any]) -> Reply:
         return reply_from(await self.runnable.ainvoke(value, **options))
-
-    async def astream(self, value: Any, options: dict[str, Any]) -> AsyncIterator[Piece]:
-        async for chunk in self.runnable.astream(value, **options):
-            piece = piece_from(chunk)
-            if piece is not None:
-                yield piece

@@ -34,6 +34,7 @@ from plait.serve.generic_routes import add_generic_routes
 from plait.serve.openai_routes import add_openai_routes
 from plait.serve.security import APIKeyAuth, BodyLimit, ConcurrencyLimit
 from plait.serve.served import Served, ServeState
+from plait.serve.streaming import RAW_SEND
 
 log = logging.getLogger("plait.serve")
 
@@ -64,7 +65,7 @@ def create_app(runnable_or_model: Any, config: ServeConfig | None = None, *, emb
         state.draining = True
         warm.cancel()
 
-    app = FastAPI(title="plait", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = _PlaitAPI(title="plait", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.plait = state
     app.state.served = served
     _add_error_handlers(app)
@@ -86,6 +87,15 @@ def create_app(runnable_or_model: Any, config: ServeConfig | None = None, *, emb
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["authorization", "content-type"])
     return app
+
+
+class _PlaitAPI(FastAPI):
+    """FastAPI that leaves the server's ``send`` in the scope, for :class:`EventStream`'s fast path."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope[RAW_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 async def _warm_up(served: Served, state: ServeState) -> None:

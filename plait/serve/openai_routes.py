@@ -25,9 +25,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from plait.messages import ImageResult, ToolCallChunk, Usage
+from plait.messages import AssistantChunk, ImageResult, ToolCallChunk, Usage
 from plait.runnable import add_chunks
-from plait.serve.adapters import ChatTarget, Reply, estimate_tokens
+from plait.serve.adapters import ChatTarget, Reply, estimate_tokens, piece_from
 from plait.serve.convert import image_b64, jsonable
 from plait.serve.errors import APIError, guarded
 from plait.serve.openai_types import ChatCompletionRequest, EmbeddingRequest, ImageRequest, parse
@@ -88,11 +88,27 @@ async def _chunk_events(chat: ChatTarget, value: Any, options: dict[str, Any], *
     started = False
     # One write per piece: the role chunk goes out with the first piece, and the last chunk,
     # usage and [DONE] together (each write is a system call, the main cost per token).
-    async for piece in chat.astream(value, options):
+    async for chunk in chat.runnable.astream(value, **options):
         out = b""
         if not started:
             started = True
             out = role
+        # Fast path for the common chunk, a bare piece of text (from a model or a text chain).
+        cls = type(chunk)
+        if cls is str or (cls is AssistantChunk and not chunk.tool_call_chunks and chunk.usage is None
+                          and not chunk.finish_reason):
+            text = chunk if cls is str else chunk.content
+            if text:
+                pieces += 1
+                out += head + b'{"content":' + json.dumps(text).encode() + b'}' + tail
+            if out:
+                yield out
+            continue
+        piece = piece_from(chunk)
+        if piece is None:
+            if out:
+                yield out
+            continue
         if piece.content:
             pieces += 1
             out += head + b'{"content":' + json.dumps(piece.content).encode() + b'}' + tail

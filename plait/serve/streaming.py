@@ -5,6 +5,11 @@ header, so a request the model rejects at once still gets a proper HTTP error st
 it sends events as they come. A second task waits on ``receive()`` for ``http.disconnect``: when
 the client leaves, the pump is cancelled, which closes the async generator chain down to the
 model (a thread-driven sync stream sees its stop flag), so the model stops being iterated.
+
+Speed: the response start goes through the middleware stack's ``send`` (CORS adds its headers
+there); the body events then go straight to the server's own ``send`` when the app left it in
+the scope (``RAW_SEND``). The wrappers skipped only watch for the response start, and each one
+costs a coroutine call per token.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ log = logging.getLogger("plait.serve")
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
+
+#: Scope key holding the server's own ``send`` (see :class:`EventStream`).
+RAW_SEND = "plait.raw_send"
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -63,7 +71,7 @@ class EventStream(Response):
         self.background = None  # FastAPI attaches background tasks here (a Response attribute)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        pump = asyncio.ensure_future(self._pump(send))
+        pump = asyncio.ensure_future(self._pump(send, scope.get(RAW_SEND, send)))
         watch = asyncio.ensure_future(self._watch(receive))
         try:
             done, _ = await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
@@ -87,7 +95,7 @@ class EventStream(Response):
             if message["type"] == "http.disconnect":
                 return
 
-    async def _pump(self, send: Send) -> None:
+    async def _pump(self, send: Send, send_body: Send) -> None:
         events = self.events
         started = False
         try:
@@ -99,16 +107,16 @@ class EventStream(Response):
                 await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
                 started = True
                 if first is not None:
-                    await send({"type": "http.response.body", "body": first, "more_body": True})
+                    await send_body({"type": "http.response.body", "body": first, "more_body": True})
                     async for event in events:
-                        await send({"type": "http.response.body", "body": event, "more_body": True})
+                        await send_body({"type": "http.response.body", "body": event, "more_body": True})
         except Exception as exc:  # reported to the client in OpenAI's format, logged here
             err = as_api_error(exc)
             if not started:
                 await send_json(send, err.status, err.body(), err.headers)
                 return
-            await send({"type": "http.response.body", "body": self.error_event(err), "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send_body({"type": "http.response.body", "body": self.error_event(err), "more_body": True})
+        await send_body({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _aclose(events: AsyncIterator[bytes]) -> None:

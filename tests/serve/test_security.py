@@ -49,6 +49,10 @@ def test_cors_off_by_default_and_on_when_configured(serve):
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://example.com"
     r = httpx.get(on.url + "/v1/models", headers={"Origin": "http://example.com", "Authorization": "Bearer k"})
     assert r.headers["access-control-allow-origin"] == "http://example.com"
+    with httpx.stream("POST", on.url + "/v1/chat/completions", json={"model": "fake", "messages": USER, "stream": True},
+                      headers={"Origin": "http://example.com", "Authorization": "Bearer k"}) as r:
+        assert r.headers["access-control-allow-origin"] == "http://example.com"  # streams get CORS too
+        assert r.read().endswith(b"data: [DONE]\n\n")
     r = httpx.options(on.url + "/v1/chat/completions", headers={**preflight, "Origin": "http://evil.test"})
     assert r.headers.get("access-control-allow-origin") != "http://evil.test"
 
