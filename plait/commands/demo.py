@@ -1,27 +1,116 @@
-"""``plait demo``: the main job on embedded defaults.
+"""``plait demo``: the main job, offline, on the embedded defaults.
 
-Placeholder until the RAG chain lands: runs a real composed chain (prompt | model | parser)
-with streaming and tracing on the scripted model.
+1. ingest the project's own documentation (README.md and docs/) into the embedded Chroma store
+   (incremental: a second run skips unchanged files);
+2. answer three questions about plait with the bundled SmolLM2 model, streaming each answer and
+   listing the cited sources (path and character span);
+3. draw one image with the embedded image model and print where it was saved (when the image
+   model is installed).
+
+Everything runs on the CPU with the bundled models; nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from pathlib import Path
+
+from plait.commands._common import DEFAULT_MIN_SIMILARITY, add_model_options
+
+QUESTIONS = (
+    "How do you compose two steps in plait?",
+    "Where does plait keep the embedded Chroma store?",
+    "Which local chat model does plait use by default?",
+)
+IMAGE_PROMPT = "a red circle on the left"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--trace", action="store_true", help="print the tree of steps with timings")
+    add_model_options(parser)
+    parser.add_argument("--collection", default="plait-docs", help="collection for the docs (default: plait-docs)")
+    parser.add_argument("--docs", default=None,
+                        help="folder holding README.md and docs/ (default: the plait source checkout)")
+    parser.add_argument("--question", action="append", default=None,
+                        help="ask this instead of the three built-in questions (repeatable)")
+    parser.add_argument("--no-image", action="store_true", help="skip the image step")
+    parser.add_argument("--out", default=None, help="where to save the image (default: <data dir>/demo.png)")
+    parser.add_argument("--trace", action="store_true", help="print the tree of steps of each answer")
+
+
+def _docs_root(arg: str | None) -> Path:
+    root = Path(arg) if arg else Path(__file__).resolve().parents[2]
+    if not (root / "README.md").exists() and not (root / "docs").is_dir():
+        raise SystemExit(f"plait demo: no README.md or docs/ under {root}; run it from a plait checkout "
+                         "or pass --docs FOLDER")
+    return root
+
+
+def _section(title: str) -> None:
+    print(f"\n== {title}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from plait import ChatPromptTemplate, StrOutputParser
-    from plait.fake import FakeChatModel
+    from plait.chains.rag import RAGChain, RelevanceGate
+    from plait.commands._common import make_model, print_sources
+    from plait.defaults import data_dir
+    from plait.retrievers.chroma import ChromaStore
+    from plait.retrievers.indexing import ingest
 
-    prompt = ChatPromptTemplate.from_messages([("system", "You are terse."), ("user", "{question}")])
-    chain = prompt | FakeChatModel(["plait composes prompts, retrievers and models with |."]) | StrOutputParser()
-    if args.trace:
-        chain = chain.with_tracing(verbose=True)
-    for token in chain.stream({"question": "What is plait?"}):
-        print(token, end="", flush=True)
-    print()
+    t_start = time.perf_counter()
+    root = _docs_root(args.docs)
+    paths = [p for p in (root / "README.md", root / "docs") if p.exists()]
+
+    _section(f"1. Ingesting {', '.join(str(p.relative_to(root)) for p in paths)} "
+             f"into collection {args.collection!r} ({data_dir() / 'chroma'})")
+    store = ChromaStore(args.collection)
+    report = ingest(paths, store=store, glob=["**/*.md"], delete_missing=True)
+    print(report.summary(), flush=True)
+
+    _section(f"2. Answering questions with {args.model} (retrieval: hybrid dense + BM25, gated by "
+             f"similarity {DEFAULT_MIN_SIMILARITY})")
+    model = make_model(args)
+    retriever = RelevanceGate(store.as_retriever(k=3), store.as_retriever("dense", k=1), DEFAULT_MIN_SIMILARITY)
+    chain = RAGChain(retriever, model, k=3, model_options={"max_tokens": args.max_tokens or 96})
+    runnable = chain.with_tracing() if args.trace else chain
+    tokens = 0
+    gen_seconds = 0.0
+    for question in args.question or QUESTIONS:
+        print(f"\nQ: {question}\nA: ", end="", flush=True)
+        t0 = time.perf_counter()
+        total = None
+        for chunk in runnable.stream(question):
+            print(chunk.answer, end="", flush=True)
+            total = chunk if total is None else total + chunk
+        elapsed = time.perf_counter() - t0
+        print()
+        if total is not None:
+            print_sources(total)
+            if total.usage:
+                tokens += total.usage.completion_tokens
+                gen_seconds += elapsed
+        print(f"({elapsed:.1f}s)", flush=True)
+    if tokens:
+        print(f"\n{tokens} tokens generated, {tokens / gen_seconds:.1f} tokens/s including retrieval")
+
+    if not args.no_image:
+        _section("3. Drawing an image with the embedded image model")
+        _draw(args, Path(args.out) if args.out else data_dir() / "demo.png")
+
+    print(f"\nDemo finished in {time.perf_counter() - t_start:.0f}s.")
     return 0
+
+
+def _draw(args: argparse.Namespace, out: Path) -> None:
+    """One image from the bundled text-to-image model, through the ``plait imagine`` command."""
+    import importlib.util
+
+    if importlib.util.find_spec("plait.commands.imagine") is None:
+        print("(skipped: the image command is not part of this installation)", file=sys.stderr)
+        return
+    from plait.cli import main
+
+    code = main(["imagine", IMAGE_PROMPT, "--out", str(out)])
+    if code != 0:
+        raise SystemExit(f"plait demo: the image step failed (exit code {code})")

@@ -1,0 +1,104 @@
+"""What the ``ingest``, ``ask``, ``chat`` and ``demo`` commands share: options, model, store, printing."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, TextIO
+
+DEFAULT_COLLECTION = "default"
+#: Dense (cosine) similarity the best passage needs before the RAG chain answers at all.
+#: all-MiniLM-L6-v2 gives unrelated text about 0.0-0.2 and on-topic text 0.35 and up.
+DEFAULT_MIN_SIMILARITY = 0.3
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="local",
+                        help="chat model: 'local' (bundled SmolLM2, offline; default), 'local:PATH_OR_ID', "
+                             "or 'openai:MODEL' for an OpenAI-compatible server")
+    parser.add_argument("--base-url", default=None,
+                        help="base URL of the OpenAI-compatible server (default: $OPENAI_BASE_URL)")
+    parser.add_argument("--api-key", default=None, help="API key for --model openai:... (default: $OPENAI_API_KEY)")
+    parser.add_argument("--max-tokens", type=int, default=None, help="most tokens in an answer")
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--collection", default=DEFAULT_COLLECTION,
+                        help=f"collection in the embedded Chroma store (default: {DEFAULT_COLLECTION})")
+    parser.add_argument("--store", default=None,
+                        help="folder of the embedded store (default: $PLAIT_HOME/chroma, "
+                             "else ~/.local/share/plait/chroma)")
+
+
+def add_rag_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-k", type=int, default=3, help="passages shown to the model (default: 3)")
+    parser.add_argument("--min-similarity", type=float, default=DEFAULT_MIN_SIMILARITY,
+                        help="say 'I don't know' unless the best passage has at least this cosine "
+                             f"similarity to the question (default: {DEFAULT_MIN_SIMILARITY}; 0 disables)")
+
+
+def make_model(args: argparse.Namespace) -> Any:
+    """The chat model named by ``--model`` (weights load on first use)."""
+    from plait.models import chat_model_from_spec
+
+    kwargs: dict[str, Any] = {}
+    if args.model.startswith("openai"):
+        if args.base_url:
+            kwargs["base_url"] = args.base_url
+        if getattr(args, "api_key", None):
+            kwargs["api_key"] = args.api_key
+    elif args.base_url:
+        raise SystemExit("--base-url only applies to --model openai:MODEL")
+    return chat_model_from_spec(args.model, **kwargs)
+
+
+def open_store(args: argparse.Namespace) -> Any:
+    from plait.retrievers.chroma import ChromaStore
+
+    return ChromaStore(args.collection, path=args.store) if args.store else ChromaStore(args.collection)
+
+
+def make_retriever(store: Any, k: int, min_similarity: float) -> Any:
+    """Hybrid retrieval (dense + BM25), gated by dense similarity so off-topic questions get no passages."""
+    from plait.chains.rag import RelevanceGate
+
+    hybrid = store.as_retriever(k=k)
+    if min_similarity <= 0:
+        return hybrid
+    return RelevanceGate(hybrid, store.as_retriever("dense", k=1), min_similarity)
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"max_tokens": args.max_tokens} if args.max_tokens else {}
+
+
+def short_source(path: str | None) -> str:
+    """A source path relative to the current folder when it is inside it."""
+    if not path:
+        return "unknown source"
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def print_sources(result: Any, out: TextIO = sys.stdout) -> None:
+    """The cited sources (path, page, characters), then what else was retrieved."""
+    if not result.sources:
+        return
+    cited = {s.number for s in result.citations}
+    how = {"model": "", "inferred": " (inferred by word overlap: the model wrote no [n] markers)",
+           "none": ""}[result.citation_method]
+    print(f"\nSources{how}:", file=out)
+    for s in result.sources:
+        mark = "*" if s.number in cited else " "
+        where = [short_source(s.source)]
+        if s.page is not None:
+            where.append(f"page {s.page}")
+        if s.start is not None and s.end is not None:
+            where.append(f"chars {s.start}-{s.end}")
+        print(f" {mark}[{s.number}] {', '.join(where)}", file=out)
+    if not cited:
+        print("  (no passage was cited)", file=out)
