@@ -27,6 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="SPEC",
                         help="serve a chat model (with --rag: the chain's model): local, local:PATH_OR_ID, openai:MODEL")
     parser.add_argument("--rag", metavar="COLLECTION", help="serve the default RAG chain over a collection")
+    parser.add_argument("--store", default=None, help="with --rag: folder of the embedded store (default: the data dir)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--api-key", default=None,
@@ -64,17 +65,21 @@ def load_target(spec: str) -> Any:
     return obj
 
 
-def rag_chain(collection: str, model_spec: str) -> Any:
-    """The default RAG chain over ``collection``: the default retriever, the given model, citations."""
+def rag_chain(collection: str, model_spec: str, store: str | None = None) -> Any:
+    """The chain ``plait ask`` uses (hybrid retrieval gated by relevance, citations) over ``collection``."""
     from plait.chains.rag import RAGChain
+    from plait.commands._common import DEFAULT_MIN_SIMILARITY, make_retriever, open_store
     from plait.models import chat_model_from_spec
 
+    opened = open_store(argparse.Namespace(collection=collection, store=store))
+    if opened.count() == 0:
+        raise SystemExit(f"error: the collection {collection!r} is empty; index files first with "
+                         f"`plait ingest PATH --collection {collection}`")
     try:
-        from plait.retrievers import default_retriever  # type: ignore[attr-defined]
-    except ImportError:
-        raise SystemExit("error: --rag needs the default retriever (plait.retrievers.default_retriever), "
-                         "which this installation does not have yet; serve a chain with MODULE:OBJECT instead") from None
-    return RAGChain(default_retriever(collection=collection), chat_model_from_spec(model_spec))
+        model = chat_model_from_spec(model_spec)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    return RAGChain(make_retriever(opened, 3, DEFAULT_MIN_SIMILARITY), model, k=3)
 
 
 def build_target(args: argparse.Namespace) -> Any:
@@ -84,7 +89,7 @@ def build_target(args: argparse.Namespace) -> Any:
     if args.target:
         return load_target(args.target)
     if args.rag:
-        return rag_chain(args.rag, args.model or "local")
+        return rag_chain(args.rag, args.model or "local", args.store)
     from plait.models import chat_model_from_spec
 
     try:

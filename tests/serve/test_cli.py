@@ -41,3 +41,36 @@ def test_target_objects_and_factories_load():
 def test_unknown_model_spec_is_an_error():
     with pytest.raises(SystemExit, match="Unknown chat model spec"):
         main(["serve", "--model", "nonsense:x"])
+
+
+def test_rag_on_empty_collection_says_to_ingest(tmp_path):
+    pytest.importorskip("chromadb")
+    with pytest.raises(SystemExit, match="plait ingest"):
+        serve_cmd.rag_chain("empty-one", "local", str(tmp_path / "store"))
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_rag_serves_indexed_documents_with_sources(tmp_path, serve, monkeypatch):
+    """``plait serve --rag``'s chain over a real store, answering through a plait-served model."""
+    import openai
+
+    from plait.fake import FakeChatModel
+    from plait.messages import Document
+    from plait.retrievers.chroma import ChromaStore
+
+    store = ChromaStore("notes", path=tmp_path / "store")
+    store.upsert([Document(content="The plait server speaks the OpenAI chat completions protocol.",
+                           metadata={"source": "notes/server.md"}, id="a"),
+                  Document(content="Bananas are yellow fruit rich in potassium.",
+                           metadata={"source": "notes/fruit.md"}, id="b")])
+    upstream = serve(FakeChatModel(["It speaks the OpenAI protocol [1]."]), name="upstream")
+    monkeypatch.setenv("OPENAI_BASE_URL", upstream.url + "/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+    chain = serve_cmd.rag_chain("notes", "openai:upstream", str(tmp_path / "store"))
+    server = serve(chain, name="notes")
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+    r = client.chat.completions.create(model="notes", messages=[
+        {"role": "user", "content": "Which protocol does the plait server speak?"}])
+    assert r.choices[0].message.content.startswith("It speaks the OpenAI protocol")
+    assert r.model_extra["citations"][0]["source"] == "notes/server.md"
