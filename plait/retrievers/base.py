@@ -1,0 +1,155 @@
+"""The retriever contract and the metadata-filter language shared by every backend.
+
+Contract: a retriever is a ``Runnable[str, list[Document]]``. A subclass implements
+``_retrieve(query, k, filter)`` returning at most ``k`` documents, best first, each with
+``Document.score`` set (higher is better) and the chunk metadata the store holds (``source``,
+``page``, ``chunk``, ``start``, ``end`` for ingested files). The base class handles per-call
+overrides (``retriever.invoke(q, k=10, filter={...})``) and the score threshold.
+
+Filters use Chroma's ``where`` language, so one filter works on every backend::
+
+    {"source": "notes.md"}                                  # equality
+    {"page": {"$gte": 2}}                                   # $eq $ne $gt $gte $lt $lte
+    {"source": {"$in": ["a.md", "b.md"]}}                   # $in $nin
+    {"$and": [{"source": "a.md"}, {"page": {"$lt": 3}}]}    # $and $or, nested freely
+
+A dict with several keys means all of them (it is turned into ``$and`` for Chroma).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from plait.messages import Document
+from plait.runnable import Runnable
+
+Filter = Mapping[str, Any]
+
+_COMPARE = {
+    "$eq": lambda a, b: a == b,
+    "$ne": lambda a, b: a != b,
+    "$gt": lambda a, b: a is not None and a > b,
+    "$gte": lambda a, b: a is not None and a >= b,
+    "$lt": lambda a, b: a is not None and a < b,
+    "$lte": lambda a, b: a is not None and a <= b,
+    "$in": lambda a, b: a in b,
+    "$nin": lambda a, b: a not in b,
+}
+
+
+def check_filter(where: Filter) -> None:
+    """Raise ValueError with the offending part if ``where`` is not a valid filter."""
+    if not isinstance(where, Mapping) or not where:
+        raise ValueError(f"A filter is a non-empty dict like {{'source': 'a.md'}}; got {where!r}")
+    for key, value in where.items():
+        if key in ("$and", "$or"):
+            if not isinstance(value, list) or not value:
+                raise ValueError(f"{key} takes a non-empty list of filters; got {value!r}")
+            for sub in value:
+                check_filter(sub)
+        elif key.startswith("$"):
+            raise ValueError(f"Unknown filter operator {key!r} at the top level: use $and / $or, or a field name")
+        elif isinstance(value, Mapping):
+            if len(value) != 1:
+                raise ValueError(f"Field {key!r}: give exactly one operator, e.g. {{'$gte': 2}}; got {value!r}")
+            op, arg = next(iter(value.items()))
+            if op not in _COMPARE:
+                raise ValueError(f"Field {key!r}: unknown operator {op!r}; use one of {', '.join(_COMPARE)}")
+            if op in ("$in", "$nin") and not isinstance(arg, (list, tuple)):
+                raise ValueError(f"Field {key!r}: {op} takes a list; got {arg!r}")
+
+
+def matches(metadata: Mapping[str, Any], where: Filter | None) -> bool:
+    """Whether ``metadata`` passes the filter ``where`` (None passes everything)."""
+    if not where:
+        return True
+    for key, value in where.items():
+        if key == "$and":
+            if not all(matches(metadata, sub) for sub in value):
+                return False
+        elif key == "$or":
+            if not any(matches(metadata, sub) for sub in value):
+                return False
+        elif isinstance(value, Mapping):
+            op, arg = next(iter(value.items()))
+            present = key in metadata
+            if not present and op not in ("$ne", "$nin"):
+                return False
+            try:
+                if not _COMPARE[op](metadata.get(key), arg):
+                    return False
+            except TypeError:  # comparing a string with a number: no match, like Chroma
+                return False
+        elif metadata.get(key, _MISSING) != value:
+            return False
+    return True
+
+
+_MISSING = object()
+
+
+def to_chroma_where(where: Filter | None) -> dict[str, Any] | None:
+    """The filter in the form Chroma takes (several top-level fields become an explicit ``$and``)."""
+    if not where:
+        return None
+    check_filter(where)
+
+    def convert(w: Mapping[str, Any]) -> dict[str, Any]:
+        parts = []
+        for key, value in w.items():
+            if key in ("$and", "$or"):
+                subs = [convert(s) for s in value]
+                parts.append(subs[0] if len(subs) == 1 else {key: subs})
+            else:
+                parts.append({key: dict(value) if isinstance(value, Mapping) else value})
+        return parts[0] if len(parts) == 1 else {"$and": parts}
+
+    return convert(where)
+
+
+class Retriever(Runnable[str, list[Document]]):
+    """Base class of retrievers: query string in, best ``k`` documents out (scores set).
+
+    Args:
+        k: how many documents to return.
+        filter: a metadata filter (see the module docstring) applied to every query.
+        score_threshold: drop documents scoring below this (the score's scale is the retriever's:
+            cosine similarity for dense, BM25 score for lexical, fused score for hybrid).
+    """
+
+    io_bound = True
+
+    def __init__(self, *, k: int = 4, filter: Filter | None = None, score_threshold: float | None = None) -> None:
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if filter:
+            check_filter(filter)
+        self.k = k
+        self.filter = dict(filter) if filter else None
+        self.score_threshold = score_threshold
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(k={self.k})"
+
+    def _retrieve(self, query: str, *, k: int, filter: Filter | None) -> list[Document]:
+        raise NotImplementedError(f"{type(self).__name__} must implement _retrieve()")
+
+    def invoke(self, input: str, **kwargs: Any) -> list[Document]:
+        """Retrieve for ``input``. Options: ``k``, ``filter`` (replaces the retriever's), ``score_threshold``."""
+        unknown = set(kwargs) - {"k", "filter", "score_threshold"}
+        if unknown:
+            raise TypeError(f"Unknown retriever option(s) {sorted(unknown)}; use k, filter or score_threshold")
+        if not isinstance(input, str):
+            raise TypeError(f"A retriever takes a query string, not a {type(input).__name__}")
+        k = int(kwargs.get("k", self.k))
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        where = kwargs.get("filter", self.filter)
+        if where:
+            check_filter(where)
+        threshold = kwargs.get("score_threshold", self.score_threshold)
+        docs = self._retrieve(input, k=k, filter=where or None)
+        if threshold is not None:
+            docs = [d for d in docs if d.score is not None and d.score >= threshold]
+        return docs[:k]

@@ -1,0 +1,347 @@
+"""The vector store: a Chroma collection (embedded, in memory, or a Chroma server) plus its BM25 twin.
+
+Three ways to open one, same API:
+
+- ``ChromaStore("docs")``: embedded and persistent (``chromadb.PersistentClient``) under
+  ``plait.defaults.chroma_dir()`` (``$PLAIT_HOME/chroma``), or under ``path=``;
+- ``ChromaStore.in_memory("docs")``: nothing touches the disk (tests, notebooks);
+- ``ChromaStore.http("docs", host="127.0.0.1", port=8000)``: a Chroma server (``chroma run``),
+  the path past one machine.
+
+Every write goes to Chroma and to a BM25 index over the same chunks (:mod:`plait.retrievers.bm25`),
+so lexical and hybrid search always see what dense search sees. The BM25 table and the ingestion
+record live in a "sidecar" SQLite file beside the collection: ``<path>/plait/<collection>.sqlite``
+for the embedded store, ``$PLAIT_HOME/chroma-servers/<host>_<port>/<collection>.sqlite`` for a
+server, in memory for the in-memory store. If the two ever disagree in size (the sidecar was
+deleted, another client wrote to the server), the BM25 side is rebuilt from Chroma on first use.
+
+Vectors are compared by cosine; ``Document.score`` is the cosine similarity (1 = same direction).
+
+Example::
+
+    from plait.messages import Document
+    from plait.retrievers.chroma import ChromaStore
+    store = ChromaStore.in_memory("demo")
+    store.upsert([Document(content="Cats purr.", id="c"), Document(content="Dogs bark.", id="d")])
+    store.similarity_search("Which animal purrs?", k=1)[0].id        # "c"
+    store.as_retriever(k=1).invoke("purring")                          # hybrid by default
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from plait.defaults import require
+from plait.messages import Document
+from plait.retrievers.base import Filter, Retriever, to_chroma_where
+from plait.retrievers.bm25 import BM25Index
+
+if TYPE_CHECKING:
+    from plait.embeddings import Embeddings
+
+
+def document_id(doc: Document) -> str:
+    """A stable id from a document's content and metadata (used when it has none)."""
+    payload = json.dumps([doc.content, doc.metadata], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
+def _chroma_metadata(meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Chroma keeps str/int/float/bool values: drop None, store anything else as JSON text."""
+    out: dict[str, Any] = {}
+    for key, value in meta.items():
+        if value is None:
+            continue
+        out[str(key)] = value if isinstance(value, (str, int, float, bool)) else json.dumps(value, default=str)
+    return out or None
+
+
+def _settings() -> Any:
+    from chromadb.config import Settings
+
+    return Settings(anonymized_telemetry=False, allow_reset=False)
+
+
+class ChromaStore:
+    """A Chroma collection with a BM25 twin. See the module docstring.
+
+    Args:
+        collection: collection name (3-512 characters of ``[a-zA-Z0-9._-]``).
+        embeddings: an :class:`plait.embeddings.Embeddings`; default the bundled MiniLM.
+        path: the embedded store's folder; default ``plait.defaults.chroma_dir()``.
+        client: an existing chromadb client to use instead (then give ``sidecar`` too, or None
+            for an in-memory BM25 table).
+        sidecar: the SQLite file for BM25 and the ingestion record (default: see module docstring).
+        bm25: keep the BM25 twin (needed by the BM25 and hybrid retrievers).
+    """
+
+    def __init__(self, collection: str = "default", *, embeddings: Embeddings | None = None,
+                 path: str | Path | None = None, client: Any = None, sidecar: str | Path | None = None,
+                 bm25: bool = True, _mode: str = "persistent",
+                 _http: tuple[str, int, bool, dict[str, str] | None] | None = None) -> None:
+        self.collection_name = collection
+        self._embeddings = embeddings
+        self._client = client
+        self._collection: Any = None
+        self._lock = threading.RLock()
+        self.mode = "client" if client is not None else _mode
+        self._http = _http
+        self.path = Path(path) if path is not None and self.mode == "persistent" else None
+        if sidecar is None and self.mode == "persistent":
+            sidecar = self._persistent_path() / "plait" / f"{collection}.sqlite"
+        self.sidecar = str(sidecar) if sidecar is not None else None
+        self.bm25 = BM25Index(self.sidecar) if bm25 else None
+        self._synced = False
+
+    def _persistent_path(self) -> Path:
+        if self.path is None:
+            from plait.defaults import chroma_dir
+
+            self.path = chroma_dir()
+        return self.path
+
+    @classmethod
+    def in_memory(cls, collection: str = "default", *, embeddings: Embeddings | None = None,
+                  bm25: bool = True) -> ChromaStore:
+        """A store that lives in this process only (``chromadb.EphemeralClient``).
+
+        In-memory clients of one process share their collections: use distinct names.
+        """
+        return cls(collection, embeddings=embeddings, bm25=bm25, _mode="memory")
+
+    @classmethod
+    def http(cls, collection: str = "default", *, host: str = "localhost", port: int = 8000, ssl: bool = False,
+             headers: dict[str, str] | None = None, embeddings: Embeddings | None = None,
+             sidecar: str | Path | None = None, bm25: bool = True) -> ChromaStore:
+        """A collection on a Chroma server (``chroma run --path DIR --port 8000``)."""
+        if sidecar is None:
+            from plait.defaults import data_dir
+
+            sidecar = data_dir() / "chroma-servers" / f"{host}_{port}" / f"{collection}.sqlite"
+        return cls(collection, embeddings=embeddings, sidecar=sidecar, bm25=bm25, _mode="http",
+                   _http=(host, port, ssl, headers))
+
+    def __repr__(self) -> str:
+        where = {"persistent": self.path, "memory": "memory", "http": self._http and self._http[:2]}.get(self.mode)
+        return f"ChromaStore({self.collection_name!r}, mode={self.mode!r}, at={where!r})"
+
+    # --- lazy pieces -----------------------------------------------------------------------------
+    @property
+    def embeddings(self) -> Embeddings:
+        if self._embeddings is None:
+            from plait.local_models.embeddings import default_embeddings
+
+            self._embeddings = default_embeddings()
+        return self._embeddings
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                require("chromadb", "chroma")
+                import chromadb
+
+                if self.mode == "memory":
+                    self._client = chromadb.EphemeralClient(settings=_settings())
+                elif self.mode == "http":
+                    assert self._http is not None
+                    host, port, ssl, headers = self._http
+                    try:
+                        self._client = chromadb.HttpClient(host=host, port=port, ssl=ssl, headers=headers,
+                                                           settings=_settings())
+                    except Exception as e:
+                        raise ConnectionError(f"Cannot reach the Chroma server at {host}:{port} ({e}); start "
+                                              f"one with: chroma run --path DIR --port {port}") from e
+                else:
+                    path = self._persistent_path()
+                    path.mkdir(parents=True, exist_ok=True)
+                    self._client = chromadb.PersistentClient(path=str(path), settings=_settings())
+            return self._client
+
+    @property
+    def collection(self) -> Any:
+        with self._lock:
+            if self._collection is None:
+                self._collection = self.client.get_or_create_collection(
+                    self.collection_name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
+            return self._collection
+
+    def _lexical(self) -> BM25Index:
+        if self.bm25 is None:
+            raise ValueError(f"{self!r} was opened with bm25=False; open it with bm25=True for lexical search")
+        if not self._synced:
+            self._synced = True
+            if self.bm25.count() != self.count():
+                self._rebuild_bm25()
+        return self.bm25
+
+    def _rebuild_bm25(self) -> None:
+        """Refill the BM25 table from Chroma (the sidecar was lost or another client wrote)."""
+        assert self.bm25 is not None
+        self.bm25.clear()
+        batch = 1000
+        offset = 0
+        while True:
+            got = self.collection.get(include=["documents", "metadatas"], limit=batch, offset=offset)
+            if not got["ids"]:
+                break
+            self.bm25.upsert(got["ids"], [d or "" for d in got["documents"]],
+                             [m or {} for m in got["metadatas"]])
+            offset += len(got["ids"])
+
+    # --- writing ---------------------------------------------------------------------------------
+    def upsert(self, documents: Sequence[Document], *, embeddings: Any = None) -> list[str]:
+        """Insert or replace documents by id (a stable content hash where ``Document.id`` is None).
+
+        Args:
+            documents: the chunks to store.
+            embeddings: their vectors, if already computed (else they are embedded here).
+        Returns: the ids, in order.
+        """
+        docs = list(documents)
+        if not docs:
+            return []
+        ids = [d.id or document_id(d) for d in docs]
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            raise ValueError(f"Two documents in one upsert share the id {dup!r}; ids must be unique")
+        texts = [d.content for d in docs]
+        if embeddings is None:
+            emb = self.embeddings
+            embeddings = emb.embed_array(texts) if hasattr(emb, "embed_array") else emb.embed_documents(texts)
+        metas = [_chroma_metadata(d.metadata) for d in docs]
+        step = self._max_batch()
+        for start in range(0, len(ids), step):
+            end = start + step
+            self.collection.upsert(ids=ids[start:end], embeddings=embeddings[start:end],
+                                   documents=texts[start:end], metadatas=metas[start:end])
+        if self.bm25 is not None:
+            self.bm25.upsert(ids, texts, [d.metadata for d in docs])
+        return ids
+
+    add_documents = upsert
+
+    def _max_batch(self) -> int:
+        try:
+            return max(1, int(self.client.get_max_batch_size()))
+        except Exception:
+            return 1000
+
+    def delete(self, ids: Sequence[str] | None = None, *, filter: Filter | None = None) -> int:
+        """Delete by ids and/or filter; returns how many ids were asked to go."""
+        if ids is None and not filter:
+            raise ValueError("delete() needs ids or a filter; use clear() to empty the collection")
+        targets = list(ids or [])
+        if filter:
+            targets += [d.id for d in self.get(filter=filter) if d.id]
+        if not targets:
+            return 0
+        step = self._max_batch()
+        for start in range(0, len(targets), step):
+            self.collection.delete(ids=targets[start:start + step])
+        if self.bm25 is not None:
+            self.bm25.delete(targets)
+        return len(targets)
+
+    def clear(self) -> None:
+        """Delete the collection's contents (and the BM25 twin)."""
+        with self._lock:
+            try:
+                self.client.delete_collection(self.collection_name)
+            except Exception:  # it did not exist
+                pass
+            self._collection = None
+        if self.bm25 is not None:
+            self.bm25.clear()
+
+    # --- reading ---------------------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self.collection.count())
+
+    def get(self, ids: Sequence[str] | None = None, *, filter: Filter | None = None,
+            limit: int | None = None, offset: int | None = None) -> list[Document]:
+        """Stored documents by id and/or filter (no scores)."""
+        got = self.collection.get(ids=list(ids) if ids is not None else None, where=to_chroma_where(filter),
+                                  limit=limit, offset=offset, include=["documents", "metadatas"])
+        return [Document(id=i, content=c or "", metadata=m or {})
+                for i, c, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
+
+    def ids(self) -> list[str]:
+        return sorted(self.collection.get(include=[])["ids"])
+
+    def similarity_search_by_vector(self, vector: Any, k: int = 4, *, filter: Filter | None = None,
+                                    include_embeddings: bool = False) -> list[Document]:
+        include = ["documents", "metadatas", "distances"] + (["embeddings"] if include_embeddings else [])
+        res = self.collection.query(query_embeddings=[list(map(float, vector))], n_results=k,
+                                    where=to_chroma_where(filter), include=include)
+        docs = []
+        for j, (i, c, m, dist) in enumerate(zip(res["ids"][0], res["documents"][0], res["metadatas"][0],
+                                                res["distances"][0], strict=True)):
+            doc = Document(id=i, content=c or "", metadata=m or {}, score=1.0 - float(dist))
+            if include_embeddings:
+                doc.metadata = {**doc.metadata, "_embedding": res["embeddings"][0][j]}
+            docs.append(doc)
+        return docs
+
+    def similarity_search(self, query: str, k: int = 4, *, filter: Filter | None = None) -> list[Document]:
+        """The ``k`` nearest chunks by cosine similarity (``Document.score``)."""
+        return self.similarity_search_by_vector(self.embeddings.embed_query(query), k, filter=filter)
+
+    def mmr_search(self, query: str, k: int = 4, *, fetch_k: int = 20, lambda_mult: float = 0.5,
+                   filter: Filter | None = None) -> list[Document]:
+        """Maximal marginal relevance: relevant chunks that differ from each other.
+
+        Fetches ``fetch_k`` nearest chunks, then picks greedily the one maximising
+        ``lambda_mult * sim(query, d) - (1 - lambda_mult) * max sim(d, already picked)``.
+        """
+        import numpy as np
+
+        qv = np.asarray(self.embeddings.embed_query(query), dtype=np.float32)
+        cands = self.similarity_search_by_vector(qv, max(k, fetch_k), filter=filter, include_embeddings=True)
+        if not cands:
+            return []
+        vecs = np.asarray([d.metadata.pop("_embedding") for d in cands], dtype=np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-12
+        to_query = vecs @ (qv / (np.linalg.norm(qv) + 1e-12))
+        picked: list[int] = []
+        while len(picked) < min(k, len(cands)):
+            if picked:
+                redundancy = (vecs @ vecs[picked].T).max(axis=1)
+            else:
+                redundancy = np.zeros(len(cands))
+            value = lambda_mult * to_query - (1 - lambda_mult) * redundancy
+            value[picked] = -np.inf
+            picked.append(int(np.argmax(value)))
+        return [cands[i] for i in picked]
+
+    def lexical_search(self, query: str, k: int = 4, *, filter: Filter | None = None) -> list[Document]:
+        """BM25 search over the same chunks (``Document.score`` is the BM25 score)."""
+        return self._lexical().search(query, k=k, filter=filter)
+
+    # --- retrievers ------------------------------------------------------------------------------
+    def as_retriever(self, kind: str = "hybrid", *, k: int = 4, filter: Filter | None = None,
+                     score_threshold: float | None = None, **options: Any) -> Retriever:
+        """A retriever over this store: ``"hybrid"`` (default), ``"dense"``, ``"mmr"`` or ``"bm25"``.
+
+        Extra ``options`` go to the retriever (e.g. ``fusion="rrf"`` for hybrid, ``fetch_k=`` for mmr).
+        """
+        from plait.retrievers.bm25 import BM25Retriever
+        from plait.retrievers.dense import DenseRetriever
+        from plait.retrievers.hybrid import HybridRetriever
+
+        common: dict[str, Any] = {"k": k, "filter": filter, "score_threshold": score_threshold}
+        if kind == "hybrid":
+            return HybridRetriever(DenseRetriever(self), BM25Retriever(self._lexical()), **common, **options)
+        if kind == "dense":
+            return DenseRetriever(self, **common, **options)
+        if kind == "mmr":
+            return DenseRetriever(self, search="mmr", **common, **options)
+        if kind == "bm25":
+            return BM25Retriever(self._lexical(), **common, **options)
+        raise ValueError(f"Unknown retriever kind {kind!r}; use hybrid, dense, mmr or bm25")

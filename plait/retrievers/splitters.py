@@ -1,0 +1,318 @@
+"""Splitters: documents in, chunks out, each chunk an exact span of its document.
+
+Every chunk's metadata is its document's (``source``, ``page``...) plus ``chunk`` (its index
+among the chunks of that source), ``start`` and ``end`` (character offsets in the document's
+content: ``doc.content[start:end] == chunk.content``), ready for citations.
+
+- :class:`RecursiveCharacterSplitter`: split on paragraphs, then lines, sentences, words,
+  characters, until pieces fit ``chunk_size``; merge neighbours back up to ``chunk_size`` with
+  ``chunk_overlap`` shared between consecutive chunks. Length in characters.
+- :class:`TokenSplitter`: the same, with length counted by the embedding model's tokenizer, so a
+  chunk never exceeds the model's max sequence length (default: that length, special tokens
+  included). Checked with the real tokenizer after splitting.
+- :class:`MarkdownHeaderSplitter`: cut Markdown at headers first (not inside code fences), then
+  split long sections with an inner splitter; chunks get ``section`` ("Intro > Install").
+
+Splitters are Runnables (list of documents in, list of chunks out).
+
+Example::
+
+    from plait.retrievers.splitters import TokenSplitter
+    chunks = TokenSplitter(chunk_overlap=32).split_documents(docs)
+    chunks[0].metadata   # {"source": ..., "chunk": 0, "start": 0, "end": 812, ...}
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from plait.messages import Document
+from plait.runnable import Runnable
+
+Span = tuple[int, int]
+DEFAULT_SEPARATORS = ("\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", "")
+
+
+class TextSplitter(Runnable[Any, list[Document]]):
+    """Base of splitters: subclasses give :meth:`spans`; this class makes chunks with metadata."""
+
+    io_bound = False
+
+    def spans(self, text: str) -> list[Span]:
+        raise NotImplementedError
+
+    def split_text(self, text: str) -> list[str]:
+        return [text[s:e] for s, e in self.spans(text)]
+
+    def _doc_spans(self, doc: Document) -> list[tuple[Span, dict[str, Any]]]:
+        return [(span, {}) for span in self.spans(doc.content)]
+
+    def split_documents(self, documents: Sequence[Document]) -> list[Document]:
+        """Chunks of every document, with ``chunk`` counted per ``source``."""
+        counters: dict[Any, int] = {}
+        out = []
+        for doc in documents:
+            source = doc.metadata.get("source")
+            for (s, e), extra in self._doc_spans(doc):
+                index = counters.get(source, 0)
+                counters[source] = index + 1
+                meta = {**doc.metadata, **extra, "chunk": index, "start": s, "end": e}
+                out.append(Document(content=doc.content[s:e], metadata=meta))
+        return out
+
+    def invoke(self, input: Any, **kwargs: Any) -> list[Document]:
+        """A document, a list of documents, or a string (one document with no metadata)."""
+        if isinstance(input, str):
+            input = [Document(content=input)]
+        elif isinstance(input, Document):
+            input = [input]
+        return self.split_documents(input)
+
+
+def _strip(text: str, s: int, e: int) -> Span:
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    return s, e
+
+
+class RecursiveCharacterSplitter(TextSplitter):
+    """Split on the first separator that helps, recursively, then merge pieces up to ``chunk_size``.
+
+    Args:
+        chunk_size: the most a chunk may measure (characters here; tokens in :class:`TokenSplitter`).
+        chunk_overlap: how much consecutive chunks share, at most.
+        separators: tried in order; ``""`` (last) cuts anywhere.
+    """
+
+    def __init__(self, chunk_size: int = 1000, chunk_overlap: int = 200,
+                 separators: Sequence[str] = DEFAULT_SEPARATORS) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        if not 0 <= chunk_overlap < chunk_size:
+            raise ValueError(f"chunk_overlap must be in [0, chunk_size); got {chunk_overlap} for size {chunk_size}")
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+        self.separators = list(separators) if "" in separators else [*separators, ""]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(chunk_size={self.chunk_size}, chunk_overlap={self.chunk_overlap})"
+
+    def _measure(self, text: str) -> Callable[[int, int], int]:
+        """A function giving the length of ``text[s:e]``."""
+        return lambda s, e: e - s
+
+    def spans(self, text: str) -> list[Span]:
+        length = self._measure(text)
+        pieces = self._pieces(text, 0, len(text), 0, length)
+        return self._merge(text, pieces, length)
+
+    def _pieces(self, text: str, start: int, end: int, level: int, length: Callable[[int, int], int]) -> list[Span]:
+        """Contiguous spans covering [start, end), each within chunk_size where the separators allow."""
+        if length(start, end) <= self.chunk_size:
+            return [(start, end)]
+        sep = next((s for s in self.separators[level:] if s == "" or text.find(s, start, end) >= 0), "")
+        level = self.separators.index(sep)
+        if sep == "":
+            return self._hard_cut(start, end, length)
+        cuts = [start]
+        pos = text.find(sep, start, end)
+        while pos >= 0:
+            cuts.append(pos + len(sep))  # the separator stays at the end of its piece
+            pos = text.find(sep, pos + len(sep), end)
+        if cuts[-1] != end:
+            cuts.append(end)
+        out: list[Span] = []
+        for s, e in zip(cuts, cuts[1:], strict=False):
+            if length(s, e) > self.chunk_size:
+                out.extend(self._pieces(text, s, e, level + 1, length))
+            elif e > s:
+                out.append((s, e))
+        return out
+
+    def _hard_cut(self, start: int, end: int, length: Callable[[int, int], int]) -> list[Span]:
+        out = []
+        s = start
+        while s < end:
+            lo, hi = s + 1, end  # the longest [s, e) that fits (at least one character)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if length(s, mid) <= self.chunk_size:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            out.append((s, lo))
+            s = lo
+        return out
+
+    def _merge(self, text: str, pieces: list[Span], length: Callable[[int, int], int]) -> list[Span]:
+        chunks: list[Span] = []
+        window: list[Span] = []
+        for piece in pieces:
+            if window and length(window[0][0], piece[1]) > self.chunk_size:
+                chunks.append((window[0][0], window[-1][1]))
+                # Keep a tail of the window as overlap, as long as it is small and leaves room.
+                while window and (length(window[0][0], window[-1][1]) > self.chunk_overlap
+                                  or length(window[0][0], piece[1]) > self.chunk_size):
+                    window.pop(0)
+            window.append(piece)
+        if window:
+            chunks.append((window[0][0], window[-1][1]))
+        out: list[Span] = []
+        for s, e in chunks:
+            s, e = _strip(text, s, e)
+            if e > s and (not out or (s, e) != out[-1]):
+                out.append((s, e))
+        return out
+
+
+class TokenSplitter(RecursiveCharacterSplitter):
+    """Recursive splitting with lengths in the embedding model's tokens.
+
+    Args:
+        embeddings: an Embeddings with a ``tokenizer`` (default: the bundled MiniLM), or pass ``tokenizer``.
+        chunk_size: tokens per chunk including the model's special tokens; default the model's max.
+        chunk_overlap: tokens shared by consecutive chunks.
+    """
+
+    def __init__(self, embeddings: Any = None, *, chunk_size: int | None = None, chunk_overlap: int = 32,
+                 tokenizer: Any = None, separators: Sequence[str] = DEFAULT_SEPARATORS) -> None:
+        self._embeddings = embeddings
+        self._tokenizer = tokenizer
+        self._requested_size = chunk_size
+        if chunk_size is not None and not 0 <= chunk_overlap < chunk_size:
+            raise ValueError(f"chunk_overlap must be in [0, chunk_size); got {chunk_overlap} for size {chunk_size}")
+        self.chunk_overlap = chunk_overlap
+        self.separators = list(separators) if "" in separators else [*separators, ""]
+        self._special = 0
+        self._resolved = False
+
+    def _resolve(self) -> None:
+        if self._resolved:
+            return
+        if self._tokenizer is None:
+            emb = self._embeddings
+            if emb is None:
+                from plait.local_models.embeddings import SentenceTransformerEmbeddings
+
+                emb = self._embeddings = SentenceTransformerEmbeddings()
+            self._tokenizer = emb.tokenizer
+            max_tokens = getattr(emb, "max_tokens", None)
+        else:
+            max_tokens = getattr(self._tokenizer, "model_max_length", None)
+            if not isinstance(max_tokens, int) or max_tokens > 100_000:
+                max_tokens = None
+        self._special = len(self._tokenizer("", add_special_tokens=True)["input_ids"])
+        size = self._requested_size or max_tokens
+        if size is None:
+            raise ValueError("The tokenizer does not say its max length; pass chunk_size=")
+        if max_tokens is not None and size > max_tokens:
+            raise ValueError(f"chunk_size {size} exceeds the model's max sequence length {max_tokens}")
+        self.chunk_size = size - self._special  # budget for the text's own tokens
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ValueError(f"chunk_overlap {self.chunk_overlap} must be below the chunk size {self.chunk_size}")
+        self._resolved = True
+
+    def __repr__(self) -> str:
+        return f"TokenSplitter(chunk_size={self._requested_size or 'model max'}, chunk_overlap={self.chunk_overlap})"
+
+    def _measure(self, text: str) -> Callable[[int, int], int]:
+        enc = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                              return_attention_mask=False, return_token_type_ids=False, verbose=False)
+        starts = [s for s, _ in enc["offset_mapping"]]
+
+        def length(s: int, e: int) -> int:
+            return bisect.bisect_left(starts, e) - bisect.bisect_left(starts, s)
+
+        return length
+
+    def spans(self, text: str) -> list[Span]:
+        self._resolve()
+        spans = super().spans(text)
+        # Check with the real tokenizer: a span cut inside a word may tokenize differently alone.
+        counts = self._count([text[s:e] for s, e in spans])
+        out: list[Span] = []
+        for (s, e), n in zip(spans, counts, strict=True):
+            if n <= self.chunk_size:
+                out.append((s, e))
+            else:
+                out.extend(self._shrink(text, s, e))
+        return out
+
+    def _count(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        enc = self._tokenizer(texts, add_special_tokens=False, return_attention_mask=False,
+                              return_token_type_ids=False, verbose=False)
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def _shrink(self, text: str, s: int, e: int) -> list[Span]:
+        if e - s <= 1 or self._count([text[s:e]])[0] <= self.chunk_size:
+            return [(s, e)]
+        mid = text.rfind(" ", s, (s + e) // 2 + 1)
+        mid = mid if mid > s else (s + e) // 2
+        return self._shrink(text, s, mid) + self._shrink(text, *_strip(text, mid, e))
+
+
+_HEADER = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$")
+_FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")
+
+
+def markdown_sections(text: str, max_level: int = 6) -> list[tuple[Span, list[str]]]:
+    """Sections of a Markdown text: ``((start, end), [h1, h2, ...])`` for each, headers outside code fences."""
+    sections: list[tuple[Span, list[str]]] = []
+    path: list[tuple[int, str]] = []
+    start, pos = 0, 0
+    fence: str | None = None
+    current: list[str] = []
+    for line in text.splitlines(keepends=True):
+        m_fence = _FENCE.match(line)
+        if m_fence:
+            mark = m_fence.group(1)
+            if fence is None:
+                fence = mark[0] * 3
+            elif mark.startswith(fence):
+                fence = None
+        elif fence is None:
+            m = _HEADER.match(line.rstrip("\n"))
+            if m and len(m.group(1)) <= max_level:
+                if pos > start:
+                    sections.append(((start, pos), current))
+                level = len(m.group(1))
+                path = [(lv, t) for lv, t in path if lv < level] + [(level, m.group(2).strip())]
+                current = [t for _, t in path]
+                start = pos
+        pos += len(line)
+    if pos > start:
+        sections.append(((start, pos), current))
+    return sections
+
+
+class MarkdownHeaderSplitter(TextSplitter):
+    """Cut at Markdown headers (up to ``max_level``), then split long sections with ``inner``.
+
+    Chunks get ``section``: the header path, e.g. ``"Guide > Install > Linux"``.
+    """
+
+    def __init__(self, inner: TextSplitter | None = None, *, max_level: int = 3) -> None:
+        self.inner = inner or RecursiveCharacterSplitter()
+        self.max_level = max_level
+
+    def __repr__(self) -> str:
+        return f"MarkdownHeaderSplitter(inner={self.inner!r}, max_level={self.max_level})"
+
+    def _doc_spans(self, doc: Document) -> list[tuple[Span, dict[str, Any]]]:
+        text = doc.content
+        out = []
+        for (s, e), headers in markdown_sections(text, self.max_level):
+            extra = {"section": " > ".join(headers)} if headers else {}
+            for a, b in self.inner.spans(text[s:e]):
+                out.append(((s + a, s + b), extra))
+        return out
+
+    def spans(self, text: str) -> list[Span]:
+        return [span for span, _ in self._doc_spans(Document(content=text))]
