@@ -20,6 +20,7 @@ import struct
 import time
 import uuid
 from collections.abc import AsyncIterator
+from json.encoder import encode_basestring_ascii as _json_str  # what json.dumps does for a str, in C
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -100,7 +101,7 @@ async def _chunk_events(chat: ChatTarget, value: Any, options: dict[str, Any], *
             text = chunk if cls is str else chunk.content
             if text:
                 pieces += 1
-                out += head + b'{"content":' + json.dumps(text).encode() + b'}' + tail
+                out += head + b'{"content":' + _json_str(text).encode() + b'}' + tail
             if out:
                 yield out
             continue

@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import socket
 import threading
@@ -56,7 +57,13 @@ def _mark_draining(app: Any) -> None:
 def run_server(app: Any, host: str = "127.0.0.1", port: int = 8000, *, graceful_timeout_s: float = 30.0,
                log_level: str = "info") -> None:
     """Serve ``app`` in the foreground until SIGINT/SIGTERM."""
-    _draining_server(_uvicorn_config(app, host, port, graceful_timeout_s, log_level)).run()
+    server = _draining_server(_uvicorn_config(app, host, port, graceful_timeout_s, log_level))
+    # Everything loaded so far (modules, the app, model objects) lives as long as the process:
+    # moving it out of the collector's view keeps the periodic full collections short, which
+    # would otherwise stall every stream at once.
+    gc.collect()
+    gc.freeze()
+    server.run()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -26,8 +26,8 @@ def rag_chain(delay: float = 0.0) -> RAGChain:
 
 
 def slow_chat() -> FakeChatModel:
-    """A model slow enough to be interrupted: 40 tokens, 50 ms apart."""
-    return FakeChatModel([" ".join(f"t{i}" for i in range(40))], delay=0.05)
+    """A model slow enough to be interrupted: 24 tokens, 50 ms apart."""
+    return FakeChatModel([" ".join(f"t{i}" for i in range(24))], delay=0.05)
 
 
 chat = FakeChatModel(["Hello from plait."])

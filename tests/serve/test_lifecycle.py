@@ -103,13 +103,13 @@ def test_disconnect_on_generic_stream_route(serve):
 def test_health_and_readiness_follow_warm_up(serve):
     class SlowToLoad(FakeChatModel):
         def warm_up(self) -> None:
-            time.sleep(0.6)
+            time.sleep(0.4)
 
     server = serve(SlowToLoad(["ok"]))
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}
     r = httpx.get(server.url + "/ready")
     assert r.status_code == 503 and r.json()["status"] == "starting"
-    time.sleep(1.0)
+    time.sleep(0.6)
     r = httpx.get(server.url + "/ready")
     assert r.status_code == 200 and r.json()["models"] == ["fake"]
 
@@ -124,7 +124,7 @@ def test_health_and_readiness_follow_warm_up(serve):
 
 
 def test_graceful_stop_finishes_stream_in_flight():
-    server = ServerThread(create_app(slow_chat())).start()  # 40 tokens, 50 ms apart
+    server = ServerThread(create_app(slow_chat())).start()  # 24 tokens, 50 ms apart
     lines: list[str] = []
     started = threading.Event()
 
@@ -145,7 +145,7 @@ def test_graceful_stop_finishes_stream_in_flight():
     t.join(20)
     stopper.join(20)
     assert lines[-1] == "data: [DONE]"
-    assert sum(1 for x in lines if '"delta":{"content":' in x) == 40
+    assert sum(1 for x in lines if '"delta":{"content":' in x) == 24
 
 
 def test_cli_serves_and_sigterm_drains_streams(tmp_path):
