@@ -16,8 +16,9 @@ shutting down), and ``/`` (the web chat page).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from importlib import resources
@@ -98,12 +99,42 @@ class _PlaitAPI(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-async def _warm_up(served: Served, state: ServeState) -> None:
-    """Load weights before saying ready: objects with a ``warm_up()`` method get it called."""
+def _warmables(obj: Any, depth: int = 0, seen: set[int] | None = None) -> list[Callable[[], Any]]:
+    """The no-argument ``warm_up()`` (or ``load()``) methods of ``obj`` and of the steps inside it
+    (a sequence's steps, a wrapper's step, a chain's ``model``/``retriever``), a few levels deep."""
+    seen = set() if seen is None else seen
+    if obj is None or id(obj) in seen or depth > 4:
+        return []
+    seen.add(id(obj))
+    found: list[Callable[[], Any]] = []
+    for name in ("warm_up", "load"):
+        method = getattr(type(obj), name, None)
+        if callable(method) and _takes_no_arguments(method):
+            found.append(getattr(obj, name))
+            break
+    inner: list[Any] = list(getattr(obj, "steps", None) or []) if isinstance(getattr(obj, "steps", None), list) else []
+    if isinstance(getattr(obj, "steps", None), dict):
+        inner += list(obj.steps.values())
+    inner += [obj.__dict__.get(a) for a in ("bound", "model", "retriever", "embeddings")] if hasattr(obj, "__dict__") else []
+    for step in inner:
+        found += _warmables(step, depth + 1, seen)
+    return found
+
+
+def _takes_no_arguments(method: Callable[..., Any]) -> bool:
     try:
+        params = list(inspect.signature(method).parameters.values())[1:]  # past self
+    except (TypeError, ValueError):
+        return False
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+
+
+async def _warm_up(served: Served, state: ServeState) -> None:
+    """Load weights before saying ready: ``warm_up()`` / ``load()`` of the served objects and their steps."""
+    try:
+        seen: set[int] = set()
         for obj in (served.target, served.embeddings, served.images):
-            warm = getattr(obj, "warm_up", None)
-            if callable(warm):
+            for warm in _warmables(obj, seen=seen):
                 await asyncio.to_thread(warm)
         state.ready = True
     except Exception as e:  # reported by /ready; requests still get the model's own error

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from plait.fake import FakeChatModel
+from plait.prompts import ChatPromptTemplate
 from plait.runnable import Runnable
 from plait.serve import ServerThread, create_app
 from plait.serve.server import free_port
@@ -102,16 +103,19 @@ def test_disconnect_on_generic_stream_route(serve):
 
 def test_health_and_readiness_follow_warm_up(serve):
     class SlowToLoad(FakeChatModel):
-        def warm_up(self) -> None:
-            time.sleep(0.4)
+        loaded = False
 
-    server = serve(SlowToLoad(["ok"]))
+        def load(self) -> None:  # found inside the chain and called before /ready says ready
+            time.sleep(0.4)
+            SlowToLoad.loaded = True
+
+    server = serve(ChatPromptTemplate.from_messages([("user", "{q}")]) | SlowToLoad(["ok"]), name="fake")
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}
     r = httpx.get(server.url + "/ready")
     assert r.status_code == 503 and r.json()["status"] == "starting"
     time.sleep(0.6)
     r = httpx.get(server.url + "/ready")
-    assert r.status_code == 200 and r.json()["models"] == ["fake"]
+    assert r.status_code == 200 and r.json()["models"] == ["fake"] and SlowToLoad.loaded
 
     class Broken(FakeChatModel):
         def warm_up(self) -> None:
