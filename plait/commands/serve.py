@@ -40,6 +40,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body", type=int, default=2 * 1024 * 1024, help="largest request body in bytes (2 MiB)")
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="allow browser calls from this origin (repeatable; default: CORS off)")
+    parser.add_argument("--graceful-timeout", type=float, default=30.0,
+                        help="on SIGTERM/Ctrl-C, seconds that streams in flight get to finish (30)")
+    parser.add_argument("--access-log", action="store_true", help="log one line per request")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -118,5 +121,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"plait: serving {', '.join(app.state.served.model_ids())} on http://{shown}:{args.port} "
           f"(OpenAI base_url: http://{shown}:{args.port}/v1; chat page: http://{shown}:{args.port}/)"
           + ("" if api_key else "; no API key"), file=sys.stderr, flush=True)
-    run_server(app, args.host, args.port, log_level=args.log_level)
+    run_server(app, args.host, args.port, log_level=args.log_level, graceful_timeout_s=args.graceful_timeout,
+               access_log=args.access_log)
     return 0

@@ -14,7 +14,8 @@ class ServeConfig:
             (``plait serve`` refuses that when binding to anything but loopback).
         max_body_bytes: larger request bodies get 413.
         timeout_s: time limit of one request (for a stream: of the whole stream); past it a
-            request gets 504, a stream an error event.
+            request gets 504, a stream an error event. (A sync model call cannot be interrupted:
+            it finishes in its worker thread, but the client is answered at the limit.)
         max_concurrency: requests to the model routes in flight at once; one more gets 429 with
             ``Retry-After: retry_after_s``.
         cors_origins: origins allowed by CORS; empty (the default) means no CORS headers at all.

@@ -26,14 +26,15 @@ def is_loopback(host: str) -> bool:
     return host in LOOPBACK or host.startswith("127.")
 
 
-def _uvicorn_config(app: Any, host: str, port: int, graceful_timeout_s: float, log_level: str) -> Any:
+def _uvicorn_config(app: Any, host: str, port: int, graceful_timeout_s: float, log_level: str,
+                    access_log: bool = False) -> Any:
     import uvicorn
 
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     return uvicorn.Config(app, host=host, port=port, loop=loop, http=http, log_level=log_level,
                           timeout_graceful_shutdown=int(graceful_timeout_s), timeout_keep_alive=30,
-                          backlog=4096, access_log=False)
+                          backlog=4096, access_log=access_log)
 
 
 def _draining_server(config: Any) -> Any:
@@ -55,9 +56,12 @@ def _mark_draining(app: Any) -> None:
 
 
 def run_server(app: Any, host: str = "127.0.0.1", port: int = 8000, *, graceful_timeout_s: float = 30.0,
-               log_level: str = "info") -> None:
-    """Serve ``app`` in the foreground until SIGINT/SIGTERM."""
-    server = _draining_server(_uvicorn_config(app, host, port, graceful_timeout_s, log_level))
+               log_level: str = "info", access_log: bool = False) -> None:
+    """Serve ``app`` in the foreground until SIGINT/SIGTERM.
+
+    On shutdown, streams in flight get ``graceful_timeout_s`` to finish before they are cut.
+    """
+    server = _draining_server(_uvicorn_config(app, host, port, graceful_timeout_s, log_level, access_log))
     # Everything loaded so far (modules, the app, model objects) lives as long as the process:
     # moving it out of the collector's view keeps the periodic full collections short, which
     # would otherwise stall every stream at once.
