@@ -194,3 +194,20 @@ def test_plait_openai_backend(serve):
     model = openai_chat.OpenAIChatModel("fake", base_url=server.url + "/v1", api_key="k")
     assert model.invoke("hi").content == "plait to plait."
     assert "".join(c.content for c in model.stream("hi")) == "plait to plait."
+
+
+def test_tool_results_conversation_reaches_model(serve):
+    model = FakeChatModel(["It is sunny in Paris."])
+    server = serve(model)
+    messages = [
+        {"role": "developer", "content": "Use tools."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    r = client(server).chat.completions.create(model="fake", messages=messages)
+    assert r.choices[0].message.content == "It is sunny in Paris."
+    system, user, assistant, tool = model.calls[0]
+    assert system.role == "system" and assistant.tool_calls[0].arguments == {"city": "Paris"}
+    assert (tool.role, tool.tool_call_id, tool.content) == ("tool", "call_1", "sunny")
