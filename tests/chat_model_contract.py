@@ -95,8 +95,8 @@ class ChatModelContract:
     def test_every_input_form_gives_the_same_reply(self, model: ChatModel) -> None:
         text = self.prompts[1]
         expected = model.invoke(text, **self.options).content
-        forms: list[Any] = [[UserMessage(content=text)], [("user", text)], [{"role": "user", "content": text}],
-                            StringPromptValue(text=text), ChatPromptValue(messages=[UserMessage(content=text)])]
+        forms: list[Any] = [[("user", text)], StringPromptValue(text=text),
+                            ChatPromptValue(messages=[UserMessage(content=text)])]
         for form in forms:
             assert model.invoke(form, **self.options).content == expected, form
 
@@ -127,8 +127,8 @@ class ChatModelContract:
 
     # --- batch and concurrency -------------------------------------------------------------------
     def test_batch_keeps_order_and_matches_invoke(self, model: ChatModel) -> None:
-        expected = [model.invoke(p, **self.options).content for p in self.prompts]
-        got = model.batch(self.prompts, max_concurrency=2, **self.options)
+        expected = [model.invoke(p, **self.options).content for p in self.prompts[:3]]
+        got = model.batch(self.prompts[:3], max_concurrency=2, **self.options)
         assert [m.content for m in got] == expected
 
     async def test_abatch_matches_invoke(self, model: ChatModel) -> None:
@@ -137,9 +137,10 @@ class ChatModelContract:
         assert [m.content for m in got] == expected
 
     def test_concurrent_callers_get_their_own_answers(self, model: ChatModel) -> None:
-        expected = {p: model.invoke(p, **self.options).content for p in self.prompts}
-        with ThreadPoolExecutor(4) as pool:
-            got = list(pool.map(lambda p: (p, model.invoke(p, **self.options).content), self.prompts * 2))
+        prompts = self.prompts[:3]
+        expected = {p: model.invoke(p, **self.options).content for p in prompts}
+        with ThreadPoolExecutor(3) as pool:
+            got = list(pool.map(lambda p: (p, model.invoke(p, **self.options).content), prompts * 2))
         for prompt, content in got:
             assert content == expected[prompt], prompt
 

@@ -82,6 +82,8 @@ class OpenAIServer:
         self._replies: deque[Reply | Callable[[dict[str, Any]], Reply]] = deque()
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
+        self.in_flight = 0
+        self.peak_in_flight = 0  # most POST requests handled at the same time
 
     # --- control -------------------------------------------------------------------------------
     def start(self) -> OpenAIServer:
@@ -247,6 +249,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, _error(404, f"Unknown path {self.path}", "invalid_request_error"))
 
     def do_POST(self) -> None:
+        with self.owner._lock:
+            self.owner.in_flight += 1
+            self.owner.peak_in_flight = max(self.owner.peak_in_flight, self.owner.in_flight)
+        try:
+            self._post()
+        finally:
+            with self.owner._lock:
+                self.owner.in_flight -= 1
+
+    def _post(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         try:

@@ -154,6 +154,21 @@ def test_prompted_tools_when_the_server_has_none(server: OpenAIServer) -> None:
     assert sum(1 for c in chunks if c.content) > 2 and add_up(chunks).content.startswith("You said:")
 
 
+def test_batch_respects_max_concurrency(chat: OpenAIChatModel, server: OpenAIServer) -> None:
+    prompts = [f"prompt {i}" for i in range(6)]
+    server.fault("latency", delay=0.15, times=6)
+    got = chat.batch(prompts, max_concurrency=2)
+    assert [m.content for m in got] == [f"You said: {p}" for p in prompts]
+    assert server.peak_in_flight == 2
+
+
+async def test_abatch_respects_max_concurrency(chat: OpenAIChatModel, server: OpenAIServer) -> None:
+    server.fault("latency", delay=0.15, times=6)
+    got = await chat.abatch([f"p{i}" for i in range(6)], max_concurrency=3)
+    assert [m.content for m in got] == [f"You said: p{i}" for i in range(6)]
+    assert server.peak_in_flight == 3
+
+
 def test_reply_function_sees_the_request(chat: OpenAIChatModel, server: OpenAIServer) -> None:
     server.reply_with(lambda body: Reply(json.dumps({"n": len(body["messages"])})))
     assert chat.invoke([("system", "s"), ("user", "u")]).content == '{"n": 2}'
