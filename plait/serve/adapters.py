@@ -6,7 +6,8 @@
 - Any other Runnable (a chain) gets the **text of the last user message**. With
   ``ServeConfig.input_key`` it gets ``{input_key: text}`` instead, plus ``{history_key: earlier
   messages}`` when ``history_key`` is set. A chain fixes its own generation options, so the
-  request's sampling options are not passed to it; ``tools`` is refused (a chain cannot take them).
+  request's sampling options are not passed to it (the response's ``x-plait-ignored-options``
+  header names them); ``tools`` is refused (a chain cannot take them).
 
 What comes back is normalised into :class:`Piece` (one streamed piece) / :class:`Reply`:
 strings and assistant messages/chunks give the text (and tool calls, usage, finish reason); a dict
@@ -201,6 +202,15 @@ class ChatTarget:
         if self.config.history_key is not None:
             value[self.config.history_key] = messages[:last]
         return value, {}
+
+    def ignored_options(self, request: Any) -> list[str]:
+        """The generation options a request set that a served chain does not take (reported in the
+        ``x-plait-ignored-options`` response header rather than refused, since many chat clients
+        always send ``temperature``)."""
+        if self.is_chat_model:
+            return []
+        return [wire for wire in _OPTION_FIELDS if wire not in ("tools", "tool_choice")
+                and getattr(request, wire, None) is not None]
 
     def _options(self, request: Any) -> dict[str, Any]:
         options: dict[str, Any] = {}

@@ -222,15 +222,17 @@ def add_openai_routes(app: FastAPI, served: Served) -> None:
         value, options = chat.prepare(req)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         prompt_tokens = _prompt_tokens(req.messages)
+        ignored = chat.ignored_options(req)
+        headers = {"x-plait-ignored-options": ",".join(ignored)} if ignored else {}
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             events = _chunk_events(chat, value, options, cid=cid, created=created, model=req.model,
                                    include_usage=include_usage, prompt_tokens=prompt_tokens)
-            return EventStream(events, timeout_s=config.timeout_s)
+            return EventStream(events, timeout_s=config.timeout_s, headers=headers)
         async with asyncio.timeout(config.timeout_s):
             reply = await chat.ainvoke(value, options)
         return JSONResponse(_completion_body(reply, cid=cid, created=created, model=req.model,
-                                             prompt_tokens=prompt_tokens))
+                                             prompt_tokens=prompt_tokens), headers=headers)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:

@@ -60,11 +60,14 @@ class EventStream(Response):
         events: async iterator of event bytes; it is closed when the client disconnects.
         timeout_s: limit for the whole stream; past it the client gets an error event.
         error_event: formats an error raised after the stream started.
+        headers: extra response headers.
     """
 
     def __init__(self, events: AsyncIterator[bytes], *, timeout_s: float | None = None,
-                 error_event: Callable[[APIError], bytes] = openai_error_event) -> None:
+                 error_event: Callable[[APIError], bytes] = openai_error_event,
+                 headers: dict[str, str] | None = None) -> None:
         self.events = events
+        self.start_headers = SSE_HEADERS + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         self.timeout_s = timeout_s
         self.error_event = error_event
         self.status_code = 200
@@ -104,7 +107,7 @@ class EventStream(Response):
                     first: bytes | None = await anext(events)
                 except StopAsyncIteration:
                     first = None
-                await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+                await send({"type": "http.response.start", "status": 200, "headers": self.start_headers})
                 started = True
                 if first is not None:
                     await send_body({"type": "http.response.body", "body": first, "more_body": True})

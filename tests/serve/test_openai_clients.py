@@ -148,10 +148,12 @@ def test_chain_gets_last_user_text_or_input_key(serve):
     msgs = [{"role": "user", "content": "first"}, {"role": "assistant", "content": "a"},
             {"role": "user", "content": "second"}]
     assert client(server).chat.completions.create(model="plait", messages=msgs).choices[0].message.content == "ok"
+    r = httpx.post(server.url + "/v1/chat/completions", json={"model": "plait", "messages": msgs, "temperature": 0.2})
+    assert r.headers["x-plait-ignored-options"] == "temperature"  # a chain fixes its own options
     server2 = serve(chain, input_key="question", history_key="history", name="qa")
     client(server2).chat.completions.create(model="qa", messages=msgs)
-    assert seen[0] == "second"
-    assert seen[1]["question"] == "second" and [m.content for m in seen[1]["history"]] == ["first", "a"]
+    assert seen[0] == seen[1] == "second"
+    assert seen[2]["question"] == "second" and [m.content for m in seen[2]["history"]] == ["first", "a"]
 
 
 def test_chain_with_json_output(serve):
