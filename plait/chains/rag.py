@@ -175,6 +175,59 @@ def says_dont_know(answer: str) -> bool:
     return text.startswith(("i don't know", "i do not know", "i dont know")) or text in ("", "unknown")
 
 
+_BOUNDARY = re.compile(r"[.!?\n]")
+
+
+def _norm(sentence: str) -> str:
+    return " ".join(_WORD.findall(sentence.lower()))
+
+
+class RepetitionGuard:
+    """Stops a small model that starts repeating itself, without delaying new text.
+
+    Tokens stream through at once, except while the sentence being written is still a prefix of
+    a sentence already written: those tokens are held back. If the sentence turns out different,
+    they are released; if it ends as a repeat, the guard says stop and the repeat is dropped.
+    """
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.current = ""
+        self.held = ""
+
+    def _could_repeat(self) -> bool:
+        now = _norm(self.current)
+        return bool(now) and any(s.startswith(now) for s in self.seen)
+
+    def feed(self, delta: str) -> tuple[str, bool]:
+        """Returns (text to emit now, whether to stop)."""
+        emit = ""
+        for piece in re.split(r"(?<=[.!?\n])", delta):
+            if not piece:
+                continue
+            self.current += piece
+            if _BOUNDARY.search(piece):
+                sentence = _norm(self.current)
+                if sentence and sentence in self.seen:
+                    self.held, self.current = "", ""
+                    return emit, True
+                if sentence:
+                    self.seen.add(sentence)
+                emit += self.held + piece
+                self.held, self.current = "", ""
+            elif self._could_repeat():
+                self.held += piece
+            else:
+                emit += self.held + piece
+                self.held = ""
+        return emit, False
+
+    def flush(self) -> str:
+        """Held-back text at the end of the stream (an unfinished sentence is kept)."""
+        out, self.held = self.held, ""
+        return out
+
+
 class RAGChain(Runnable[Any, RAGAnswer]):
     """Retrieval-augmented question answering with citations. See the module docstring.
 
@@ -188,12 +241,15 @@ class RAGChain(Runnable[Any, RAGAnswer]):
         system_prompt: the instructions; the passages and question follow in the user message.
         fallback_citations: cite the best-overlapping passages when the model writes no markers.
         model_options: options passed to every model call (e.g. ``max_tokens``, ``temperature``).
+        stop_repeats: stop generating when the model starts repeating a sentence it already wrote
+            (see :class:`RepetitionGuard`; tiny models loop under greedy decoding).
     """
 
     def __init__(self, retriever: Any, model: Runnable[Any, Any], *, k: int = 3,
                  score_threshold: float | None = None, max_passage_chars: int = 600,
                  system_prompt: str = SYSTEM_PROMPT, fallback_citations: bool = True,
-                 dont_know: str = DONT_KNOW, model_options: dict[str, Any] | None = None) -> None:
+                 dont_know: str = DONT_KNOW, model_options: dict[str, Any] | None = None,
+                 stop_repeats: bool = True) -> None:
         self.retriever = coerce(retriever)
         self.model = model
         self.k = k
@@ -203,6 +259,7 @@ class RAGChain(Runnable[Any, RAGAnswer]):
         self.fallback_citations = fallback_citations
         self.dont_know = dont_know
         self.model_options = dict(model_options or {})
+        self.stop_repeats = stop_repeats
 
     def get_name(self) -> str:
         return self.name or "RAGChain"
@@ -264,12 +321,26 @@ class RAGChain(Runnable[Any, RAGAnswer]):
         yield RAGAnswer(question=question, sources=sources)
         text = ""
         options = {**self.model_options, **kwargs}
-        for piece in self.model.stream(self.messages(question, docs), **options):
+        guard = RepetitionGuard()
+        stream = self.model.stream(self.messages(question, docs), **options)
+        for piece in stream:
             delta = piece.content if isinstance(piece, (AssistantChunk, Message)) else str(piece)
             usage = getattr(piece, "usage", None)
+            stop = False
+            if delta and self.stop_repeats:
+                delta, stop = guard.feed(delta)
             if delta or usage:
                 text += delta
                 yield RAGAnswer(answer=delta, usage=usage)
+            if stop:
+                await_close = getattr(stream, "close", None)
+                if await_close is not None:
+                    await_close()
+                break
+        tail = guard.flush()
+        if tail:
+            text += tail
+            yield RAGAnswer(answer=tail)
         done = self.finish(question, text, docs)
         tail = done.answer[len(text):]  # inferred markers appended by finish()
         yield done.model_copy(update={"answer": tail, "question": ""})
@@ -295,12 +366,26 @@ class RAGChain(Runnable[Any, RAGAnswer]):
         yield RAGAnswer(question=question, sources=sources)
         text = ""
         options = {**self.model_options, **kwargs}
-        async for piece in self.model.astream(self.messages(question, docs), **options):
+        guard = RepetitionGuard()
+        stream = self.model.astream(self.messages(question, docs), **options)
+        async for piece in stream:
             delta = piece.content if isinstance(piece, (AssistantChunk, Message)) else str(piece)
             usage = getattr(piece, "usage", None)
+            stop = False
+            if delta and self.stop_repeats:
+                delta, stop = guard.feed(delta)
             if delta or usage:
                 text += delta
                 yield RAGAnswer(answer=delta, usage=usage)
+            if stop:
+                await_close = getattr(stream, "aclose", None)
+                if await_close is not None:
+                    await await_close()
+                break
+        tail = guard.flush()
+        if tail:
+            text += tail
+            yield RAGAnswer(answer=tail)
         done = self.finish(question, text, docs)
         yield done.model_copy(update={"answer": done.answer[len(text):], "question": ""})
 

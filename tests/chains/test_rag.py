@@ -119,3 +119,19 @@ def test_relevance_gate_blocks_queries_with_no_close_match():
     assert gated.invoke("poems about the sea") == []
     model = FakeChatModel(["made up [1]"])
     assert not RAGChain(gated, model).invoke("poems about the sea").grounded and model.calls == []
+
+
+def test_repetition_guard_stops_a_looping_model_but_streams_new_text():
+    from plait.chains.rag import RepetitionGuard
+
+    loop = "It is a framework [1]. It is a framework [1]. It is a framework [1]. It is"
+    chain = RAGChain(retriever(), FakeChatModel([loop]))
+    chunks = [c.answer for c in chain.stream("What is plait?") if c.answer]
+    assert "".join(chunks) == "It is a framework [1]."
+    assert chain.invoke("q").citations[0].number == 1
+    g = RepetitionGuard()
+    assert g.feed("The cat. The") == ("The cat.", False)   # "The" could start a repeat: held
+    assert g.feed(" dog") == (" The dog", False)            # it did not: released
+    assert g.feed(". The cat.") == (".", True)
+    no_guard = RAGChain(retriever(), FakeChatModel([loop]), stop_repeats=False).invoke("q")
+    assert no_guard.answer.count("framework") == 3
