@@ -16,6 +16,7 @@ Targets: 200 streams, zero errors, under 1 ms added per token at p50.
     python benchmarks/serve_load.py                 # 200 streams for 10 s
     python benchmarks/serve_load.py --quick         # 50 streams for 3 s
     python benchmarks/serve_load.py --local         # also the local model
+    python benchmarks/serve_load.py --sweep 50,100,400   # added latency as the load grows
 
 Last line: one JSON object (keys ``streams``, ``errors``, ``ttft_p50_ms``, ``ttft_p99_ms``,
 ``added_ms_per_token_p50``, ``rps``, ``rss_mb`` for the fake-model run, plus ``local``).
@@ -76,18 +77,22 @@ def baseline_main(streams: int, words: int, seconds: float, pin: bool) -> None:
 
     model = FakeChatModel([_reply(words)], delay=DELAY_S)
     gaps: list[float] = []
+    ttfts: list[float] = []
 
     async def one_client(deadline: float) -> None:
         while time.perf_counter() < deadline:
+            start = time.perf_counter()
             stamps = [time.perf_counter() async for c in model.astream("hi") if c.content]
             gaps.append((stamps[-1] - stamps[0]) / (len(stamps) - 1))
+            ttfts.append(stamps[0] - start)
 
     async def main() -> None:
         deadline = time.perf_counter() + seconds
         await asyncio.gather(*(one_client(deadline) for _ in range(streams)))
 
     uvloop.run(main())
-    print(json.dumps({"gap_p50_ms": statistics.median(gaps) * 1000, "n": len(gaps)}))
+    print(json.dumps({"gap_p50_ms": statistics.median(gaps) * 1000, "ttft_p50_ms": statistics.median(ttfts) * 1000,
+                      "n": len(gaps)}))
 
 
 # --- the client -----------------------------------------------------------------------------------
@@ -271,7 +276,7 @@ def run_against(kind: str, streams: int, seconds: float, words: int, pin: bool, 
 
     port = _free_port()
     cmd = [sys.executable, __file__, "--_server", kind, "--_port", str(port), "--words", str(words)]
-    proc = subprocess.Popen(cmd + ([] if pin else ["--no-pin"]))
+    proc = subprocess.Popen(cmd + (["--pin"] if pin else []))
     try:
         _wait_ready(port, proc, start_timeout)
         server = psutil.Process(proc.pid)
@@ -309,15 +314,19 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="how long the clients run (default 10)")
     ap.add_argument("--words", type=int, default=50, help="tokens per fake reply (default 50)")
     ap.add_argument("--quick", action="store_true", help="50 streams for 3 s")
+    ap.add_argument("--sweep", default="", metavar="N,N,...",
+                    help="also run these stream counts first (e.g. 50,100,400), one table row each")
     ap.add_argument("--local", action="store_true", help="also load-test the default local model (short run)")
     ap.add_argument("--local-streams", type=int, default=4)
     ap.add_argument("--local-seconds", type=float, default=8.0)
-    ap.add_argument("--no-pin", action="store_true", help="do not pin the server and client to separate cores")
+    ap.add_argument("--pin", action="store_true",
+                    help="pin the server to core 0 and the clients to core 1 (steadier on an idle machine; "
+                         "worse on a shared one, where the scheduler should move them away from other work)")
     ap.add_argument("--_server", help=argparse.SUPPRESS)
     ap.add_argument("--_port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--_baseline", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    pin = not args.no_pin
+    pin = args.pin
     if args.quick:
         args.streams, args.seconds = 50, 3.0
     if args._server:
@@ -329,11 +338,17 @@ def main() -> int:
     if pin:
         _pin(1)
 
-    base_cmd = [sys.executable, __file__, "--_baseline", "--streams", str(args.streams), "--words", str(args.words),
-                "--seconds", str(args.seconds)] + ([] if pin else ["--no-pin"])
-    baseline = json.loads(subprocess.run(base_cmd, check=True, capture_output=True, text=True).stdout.strip())
-    fake = run_against("fake", args.streams, args.seconds, args.words, pin, 30)
-    added = round(fake["gap_p50_ms"] - baseline["gap_p50_ms"], 3)
+    def measure(streams: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        base_cmd = [sys.executable, __file__, "--_baseline", "--streams", str(streams), "--words", str(args.words),
+                    "--seconds", str(args.seconds)] + (["--pin"] if pin else [])
+        base = json.loads(subprocess.run(base_cmd, check=True, capture_output=True, text=True).stdout.strip())
+        run = run_against("fake", streams, args.seconds, args.words, pin, 30)
+        run["added_ms_per_token_p50"] = round(run["gap_p50_ms"] - base["gap_p50_ms"], 3)
+        return base, run
+
+    sweep = [measure(n) for n in sorted({int(x) for x in args.sweep.split(",") if x.strip()} - {args.streams})]
+    baseline, fake = measure(args.streams)
+    added = fake["added_ms_per_token_p50"]
 
     local: dict[str, Any] | None = None
     if args.local:
@@ -351,17 +366,29 @@ def main() -> int:
             continue
         print(f"{name:<8}{r['streams']:>8}{r['requests']:>8}{r['errors']:>8}{r['rps']:>9}{r['tokens_per_s']:>10}"
               f"{r['ttft_p50_ms']:>10}{r['ttft_p99_ms']:>10}{r['gap_p50_ms']:>9}{r['rss_mb']:>8}")
-    print(f"fake model's own gap between tokens (no HTTP, same loop and concurrency): {baseline['gap_p50_ms']:.3f} ms; "
-          f"server adds {added:.3f} ms per token at p50 (target < 1 ms); server CPU {fake['server_cpu_s']} s")
+    print(f"fake model alone (no HTTP, same loop and concurrency): {baseline['gap_p50_ms']:.3f} ms between tokens, "
+          f"first token after {baseline['ttft_p50_ms']:.1f} ms")
+    print(f"server adds {added:.3f} ms per token at p50 (target < 1 ms); server CPU {fake['server_cpu_s']} s "
+          f"in {fake['seconds']} s")
+    if sweep:
+        print(f"\n{'streams':>8}{'errors':>8}{'req/s':>9}{'tok/s':>10}{'TTFT p50':>10}{'TTFT p99':>10}"
+              f"{'model gap':>10}{'gap p50':>9}{'added':>8}{'CPU s':>7}")
+        for base, r in [*sweep, (baseline, fake)]:
+            print(f"{r['streams']:>8}{r['errors']:>8}{r['rps']:>9}{r['tokens_per_s']:>10}{r['ttft_p50_ms']:>10}"
+                  f"{r['ttft_p99_ms']:>10}{base['gap_p50_ms']:>10.3f}{r['gap_p50_ms']:>9}"
+                  f"{r['added_ms_per_token_p50']:>8}{r['server_cpu_s']:>7}")
     if fake["error_samples"]:
         print("errors:", fake["error_samples"])
     out = {"streams": fake["streams"], "errors": fake["errors"], "requests": fake["requests"],
            "ttft_p50_ms": fake["ttft_p50_ms"], "ttft_p99_ms": fake["ttft_p99_ms"],
            "added_ms_per_token_p50": added, "gap_p50_ms": fake["gap_p50_ms"],
-           "model_gap_p50_ms": round(baseline["gap_p50_ms"], 3), "rps": fake["rps"],
+           "model_gap_p50_ms": round(baseline["gap_p50_ms"], 3),
+           "model_ttft_p50_ms": round(baseline["ttft_p50_ms"], 2), "rps": fake["rps"],
            "tokens_per_s": fake["tokens_per_s"], "rss_mb": fake["rss_mb"], "server_cpu_s": fake["server_cpu_s"],
            "local": None if local is None else {k: local[k] for k in (
-               "streams", "errors", "rps", "tokens_per_s", "ttft_p50_ms", "ttft_p99_ms", "gap_p50_ms", "rss_mb")}}
+               "streams", "errors", "rps", "tokens_per_s", "ttft_p50_ms", "ttft_p99_ms", "gap_p50_ms", "rss_mb")},
+           "sweep": [{"streams": r["streams"], "errors": r["errors"], "added_ms_per_token_p50": r["added_ms_per_token_p50"],
+                      "ttft_p50_ms": r["ttft_p50_ms"], "server_cpu_s": r["server_cpu_s"]} for _, r in sweep]}
     print(json.dumps(out))
     return 0
 
