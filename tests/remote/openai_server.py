@@ -31,6 +31,7 @@ import math
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -68,6 +69,16 @@ class Reply:
     finish_reason: str | None = None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-reply (a timeout test, a cancelled stream) is not a server error.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class OpenAIServer:
     """Run with ``with OpenAIServer() as s:`` (or ``start()``/``stop()``); ``s.base_url`` ends in ``/v1``."""
 
@@ -88,8 +99,7 @@ class OpenAIServer:
     # --- control -------------------------------------------------------------------------------
     def start(self) -> OpenAIServer:
         handler = type("Handler", (_Handler,), {"owner": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietServer(("127.0.0.1", 0), handler)
         threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 

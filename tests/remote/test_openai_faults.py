@@ -122,3 +122,10 @@ def test_retry_wrapper_can_retry_a_broken_stream_before_any_chunk(chat: OpenAICh
     retried = chat.with_retry(retry_on=RemoteModelError, attempts=2, backoff=0.01)
     chunks = list(retried.stream("hello"))
     assert "".join(c.content for c in chunks) == "You said: hello"
+
+
+def test_a_stalled_stream_times_out(server: OpenAIServer) -> None:
+    chat = OpenAIChatModel("test-model", base_url=server.base_url, api_key=server.api_key, timeout=0.3)
+    server.token_delay = 1.0  # the server sends its headers, then goes quiet
+    with pytest.raises(StreamInterruptedError, match="ReadTimeout"):
+        list(chat.stream("hello"))
