@@ -286,7 +286,7 @@ def test_local_spec_builds_the_transformers_backend_lazily() -> None:
 
 def test_interface_modules_import_nothing_heavy() -> None:
     code = ("import sys, plait.chat_model, plait.tools, plait.models, plait.structured_output, "
-            "plait.remote.openai_chat, plait.remote.openai_embeddings, plait.remote.openai_images\n"
+            "plait.remote, plait.remote.openai_chat, plait.remote.openai_embeddings, plait.remote.openai_images\n"
             "heavy = [m for m in ('openai', 'httpx', 'torch', 'transformers', 'PIL') if m in sys.modules]\n"
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
