@@ -50,8 +50,9 @@ class ChatOptions(BaseModel):
     """Generation options every backend understands. Backends subclass to add their own.
 
     ``tools`` / ``tool_choice`` / ``response_format`` are usually set through :meth:`ChatModel.bind_tools`
-    and :meth:`ChatModel.with_structured_output`. ``tool_choice`` is ``"auto"``, ``"none"``,
-    ``"required"`` or the name of one tool. ``response_format`` follows the OpenAI shape:
+    and :meth:`ChatModel.with_structured_output`; tools may also be given in the OpenAI wire form.
+    ``tool_choice`` is ``"auto"``, ``"none"``, ``"required"`` or the name of one tool (or the
+    OpenAI ``{"type": "function", "function": {"name": ...}}`` form). ``response_format`` follows the OpenAI shape:
     ``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {"name", "schema"}}``.
     """
 
@@ -92,6 +93,9 @@ class ChatModel(Runnable[Any, AssistantMessage]):
             return {}
         if isinstance(options.get("stop"), str):
             options = {**options, "stop": [options["stop"]]}
+        choice = options.get("tool_choice")
+        if isinstance(choice, dict) and isinstance(choice.get("function"), dict):  # the OpenAI wire form
+            options = {**options, "tool_choice": choice["function"].get("name")}
         if options.get("tools") is not None:
             try:
                 options = {**options, "tools": [to_tool(t) for t in options["tools"]]}

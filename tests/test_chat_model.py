@@ -207,6 +207,9 @@ def test_bind_tools_returns_a_copy() -> None:
 def test_options_are_validated() -> None:
     model = EchoChatModel()
     assert model.validate_options({"stop": "END"}) == {"stop": ["END"]}
+    wire = model.validate_options({"tools": [to_tool(get_weather).to_openai()],
+                                   "tool_choice": {"type": "function", "function": {"name": "get_weather"}}})
+    assert wire["tool_choice"] == "get_weather" and wire["tools"][0].name == "get_weather"
     with pytest.raises(ValueError, match=r"max_tokens.*Known options"):
         model.invoke("x", max_tokens="lots")
     with pytest.raises(ValueError, match="Cannot make a tool from int"):
