@@ -101,6 +101,9 @@ class ChatModel(Runnable[Any, AssistantMessage]):
                 options = {**options, "tools": [to_tool(t) for t in options["tools"]]}
             except (TypeError, ValueError) as e:
                 raise ValueError(f"Invalid tools option for {type(self).__name__}: {e}") from e
+            names = [t.name for t in options["tools"]]
+            if len(set(names)) != len(names):
+                raise ValueError(f"Two tools share a name: {names}; give each tool a unique name")
         try:
             checked = self.Options(**options).model_dump(exclude_unset=True)
         except ValidationError as e:

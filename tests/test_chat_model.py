@@ -200,6 +200,8 @@ def test_bind_tools_returns_a_copy() -> None:
     assert [t.name for t in bound.default_options["tools"]] == ["get_weather", "Capital"]
     assert bound.default_options["temperature"] == 0.5 and "tools" not in model.default_options
     assert bound.replies is model.replies  # shares state (weights, clients) with the original
+    with pytest.raises(ValueError, match="Two tools share a name"):
+        model.bind_tools([get_weather, to_tool(get_weather)])
     with pytest.raises(ValueError, match=r"tool_choice='search' names no bound tool"):
         model.bind_tools([get_weather], tool_choice="search")
 
