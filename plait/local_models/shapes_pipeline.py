@@ -24,10 +24,10 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline, ImagePipelineOutput
@@ -190,7 +190,8 @@ class PlaitShapesPipeline(DiffusionPipeline):
             latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
         latents = latents.to(device) * self.scheduler.init_noise_sigma
 
-        # 5. Denoising loop
+        # 5. Denoising loop (stochastic schedulers draw their step noise from the same generators)
+        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
         alphas_cumprod = self.scheduler.alphas_cumprod.to(device)
         for i, t in enumerate(self.progress_bar(timesteps)):
             # 5.1 the model input (doubled for guidance), as the scheduler scales it
@@ -204,7 +205,7 @@ class PlaitShapesPipeline(DiffusionPipeline):
                 output = uncond_out + guidance_scale * (cond_out - uncond_out)
             # 5.4 one scheduler step from t to the previous timestep
             x_t = model_input.chunk(2)[1] if do_cfg else model_input
-            latents = self.scheduler.step(output, t, latents).prev_sample
+            latents = self.scheduler.step(output, t, latents, **step_kwargs).prev_sample
             # 5.5 report the step, with the current guess of the clean image if asked for
             if callback_on_step_end is not None:
                 tensors: dict[str, torch.Tensor] = {"latents": latents}
@@ -249,12 +250,3 @@ def _pad_cat(a: torch.Tensor, am: torch.Tensor, b: torch.Tensor, bm: torch.Tenso
 
     (a, am), (b, bm) = pad(a, am), pad(b, bm)
     return torch.cat([a, b]), torch.cat([am, bm])
-
-
-def to_pil(images: np.ndarray) -> list[Any]:
-    """uint8 or [0, 1] float arrays (n, H, W, 3) to PIL images."""
-    from PIL import Image
-
-    if images.dtype != np.uint8:
-        images = np.round(np.clip(images, 0, 1) * 255).astype(np.uint8)
-    return [Image.fromarray(img) for img in images]

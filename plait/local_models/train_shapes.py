@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
 import time
@@ -55,6 +56,8 @@ class TrainConfig:
     workers: int = 0
     device: str = "auto"
     caption_cache: str = ""
+    init: str = ""  # start from this saved pipeline's UNet (to continue training)
+    cosine: bool = False  # decay the learning rate to 0 over --steps (cosine) instead of keeping it flat
     eval: int = 0
     log_every: int = 100
 
@@ -158,10 +161,17 @@ def train(cfg: TrainConfig) -> Path:
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
+    torch.backends.cudnn.benchmark = True
     captions, hidden, mask = caption_table(cfg.caption_cache)
     index = {c: i for i, c in enumerate(captions)}
     hidden, mask = hidden.to(device), mask.to(device)
-    unet = make_unet(cfg).to(device).train()
+    if cfg.init:
+        from diffusers import UNet2DConditionModel
+
+        unet = UNet2DConditionModel.from_pretrained(cfg.init, subfolder="unet", dtype=torch.float32)
+    else:
+        unet = make_unet(cfg)
+    unet = unet.to(device).train()
     scheduler = make_scheduler(cfg)
     alphas = scheduler.alphas_cumprod.to(device)
     params = [p for p in unet.parameters() if p.requires_grad]
@@ -192,9 +202,12 @@ def train(cfg: TrainConfig) -> Path:
         a = alphas[t].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         target = a.sqrt() * noise - (1 - a).sqrt() * x0 if cfg.prediction == "v_prediction" else noise
-        # 4. predict, regress, step; the learning rate warms up linearly
+        # 4. predict, regress, step; the learning rate warms up linearly (then optionally decays)
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+        if cfg.cosine:
+            lr *= 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+            group["lr"] = lr
         with autocast:
             pred = unet(x_t, t, encoder_hidden_states=hidden[ids], encoder_attention_mask=mask[ids]).sample
         loss = F.mse_loss(pred.float(), target)
@@ -237,6 +250,9 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any], int]] = {
     "euler-trailing-25": ("EulerDiscreteScheduler", {"timestep_spacing": "trailing"}, 25),
     "unipc-trailing-25": ("UniPCMultistepScheduler", {"timestep_spacing": "trailing"}, 25),
     "dpm++2m-trailing-10": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "timestep_spacing": "trailing"}, 10),
+    "euler_a-trailing-25": ("EulerAncestralDiscreteScheduler", {"timestep_spacing": "trailing"}, 25),
+    "dpm++sde-trailing-25": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "timestep_spacing": "trailing"}, 25),
+    "ddpm-trailing-25": ("DDPMScheduler", {"timestep_spacing": "trailing"}, 25),
     "ddpm-1000": ("DDPMScheduler", {}, 1000),
 }
 
@@ -317,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels", default=None, help="block channels, e.g. 64,128,128")
     parser.add_argument("--prediction", choices=["v_prediction", "epsilon"], default=None)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--init", default=None, help="continue from this saved pipeline's UNet")
+    parser.add_argument("--cosine", action="store_true", default=None, help="cosine learning-rate decay over --steps")
     parser.add_argument("--caption-cache", default=None, help="file for the encoded captions (reused when present)")
     parser.add_argument("--eval-guidance", default="3.0", help="guidance scales to try with the first sampler")
     parser.add_argument("--eval-samplers", default=None, help=f"comma-separated, from {','.join(SAMPLERS)}")
