@@ -160,7 +160,7 @@ def test_bad_model_folders(tmp_path) -> None:
     with pytest.raises(ValueError, match="Unknown scheduler 'nope': use one of"):
         DiffusersImageModel(str(tmp_path), scheduler="nope")
     with pytest.raises(ValueError, match="dtype"):
-        DiffusersImageModel(str(tmp_path), dtype="float8").pipeline
+        _ = DiffusersImageModel(str(tmp_path), dtype="float8").pipeline
 
 
 # --- plait's own pipeline class, tiny, through the same backend --------------------------------
