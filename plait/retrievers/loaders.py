@@ -80,6 +80,8 @@ def load_markdown(path: str | Path) -> list[Document]:
 
 _BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header", "footer",
                "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "hr", "dd", "dt", "figcaption", "main"}
+_PARAGRAPH_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table"}
+_ITEM_TAGS = {"li", "dt", "dd", "tr"}
 _SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "head"}
 
 
@@ -97,7 +99,7 @@ class _HTMLText(HTMLParser):
         elif tag == "title":
             self._in_title = True
         elif tag in _BLOCK_TAGS:
-            self.parts.append("\n\n" if tag in ("p", "h1", "h2", "h3", "h4", "h5", "h6") else "\n")
+            self.parts.append("\n\n" if tag in _PARAGRAPH_TAGS else "\n")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP_TAGS:
@@ -105,7 +107,7 @@ class _HTMLText(HTMLParser):
         elif tag == "title":
             self._in_title = False
         elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
+            self.parts.append("\n\n" if tag in _PARAGRAPH_TAGS else "" if tag in _ITEM_TAGS else "\n")
 
     def handle_data(self, data: str) -> None:
         if self._in_title:

@@ -48,6 +48,12 @@ def embeddings():
     return emb
 
 
+@pytest.fixture(scope="session")
+def corpus_vectors(embeddings):
+    """The corpus's vectors, computed once (stores take them instead of re-embedding in every test)."""
+    return embeddings.embed_array([t for _, t, _ in CORPUS])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,9 +12,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def store(make_store):
+def store(make_store, corpus_vectors):
     s = make_store()
-    s.upsert(corpus_docs())
+    s.upsert(corpus_docs(), embeddings=corpus_vectors)
     return s
 
 
@@ -140,18 +140,18 @@ def test_reopen_sees_the_same_data(make_store):
     if make_store.kind == "memory":
         pytest.skip("an in-memory store does not outlive its process")
     s = make_store()
-    s.upsert(corpus_docs())
+    s.upsert(corpus_docs())  # embedded here: the default path
     again = make_store(s.collection_name)
     assert again.count() == len(CORPUS)
     assert again.as_retriever("bm25", k=1).invoke("XJ-9000 hinge")[0].id == "part-1"
     assert again.as_retriever(k=1).invoke("replacement part for the hinge")[0].id == "part-1"
 
 
-def test_bm25_rebuilt_when_sidecar_lost(make_store, tmp_path):
+def test_bm25_rebuilt_when_sidecar_lost(make_store, corpus_vectors, tmp_path):
     if make_store.kind == "memory":
         pytest.skip("an in-memory store has no sidecar file")
     s = make_store()
-    s.upsert(corpus_docs())
+    s.upsert(corpus_docs(), embeddings=corpus_vectors)
     from plait.retrievers.chroma import ChromaStore
 
     fresh = ChromaStore(s.collection_name, client=s.client, embeddings=s.embeddings,

@@ -1,0 +1,114 @@
+"""BM25 (stemming, stopwords, sync, persistence across processes) and hybrid fusion."""
+
+from __future__ import annotations
+
+import pytest
+
+from plait.messages import Document
+from plait.retrievers.base import matches, to_chroma_where
+from plait.retrievers.bm25 import BM25Index, BM25Retriever
+from plait.retrievers.hybrid import HybridRetriever, fuse_convex, fuse_rrf
+
+
+def test_stemming_and_stopwords():
+    index = BM25Index()
+    [tokens] = index.tokenize(["The runners are running quickly"])
+    assert tokens == ["runner", "run", "quick"]  # "the", "are" are stopwords; the rest stemmed
+    index.upsert(["a", "b"], ["She runs every morning.", "The cat is on the mat."])
+    assert [d.id for d in index.search("running")] == ["a"]
+    assert index.search("the is on") == []  # stopwords only: nothing to match
+    assert index.search("zebra") == []
+
+
+def test_upsert_replace_delete_and_filter():
+    index = BM25Index()
+    index.upsert(["1", "2", "3"], ["red apples", "green apples", "red cars"],
+                 [{"kind": "fruit"}, {"kind": "fruit"}, {"kind": "car"}])
+    hits = index.search("red apples", k=3)
+    assert hits[0].id == "1" and hits[0].score > hits[1].score > 0
+    assert [d.id for d in index.search("red", filter={"kind": "car"})] == ["3"]
+    index.upsert(["1"], ["yellow bananas"], [{"kind": "fruit"}])
+    assert "1" not in [d.id for d in index.search("red apples", k=3)]
+    index.delete(["3"])
+    assert index.count() == 2 and [d.id for d in index.search("red", k=3)] == []
+    r = BM25Retriever(index, k=1, score_threshold=0.0)
+    assert r.invoke("bananas")[0].content == "yellow bananas"
+
+
+def test_persisted_and_seen_by_another_instance(tmp_path):
+    path = tmp_path / "side.sqlite"
+    a = BM25Index(path)
+    a.upsert(["x"], ["quantum entanglement"])
+    b = BM25Index(path)  # e.g. a server process reading what an ingest process wrote
+    assert [d.id for d in b.search("entangled")] == ["x"]
+    a.upsert(["y"], ["classical mechanics"])
+    a.delete(["x"])
+    assert [d.id for d in b.search("mechanics entanglement")] == ["y"]  # b notices and rebuilds
+
+
+def test_filter_language():
+    meta = {"topic": "cats", "year": 2020}
+    assert matches(meta, {"topic": "cats"})
+    assert matches(meta, {"year": {"$gte": 2020}, "topic": {"$in": ["cats", "dogs"]}})
+    assert not matches(meta, {"$or": [{"year": {"$lt": 2000}}, {"topic": "dogs"}]})
+    assert matches(meta, {"missing": {"$ne": 1}}) and not matches(meta, {"missing": {"$gt": 1}})
+    assert not matches(meta, {"topic": {"$gt": 3}})  # type mismatch is no match, not an error
+    assert to_chroma_where({"a": 1, "b": {"$lt": 2}}) == {"$and": [{"a": 1}, {"b": {"$lt": 2}}]}
+    assert to_chroma_where({"$or": [{"a": 1}]}) == {"a": 1}
+    with pytest.raises(ValueError, match="one operator"):
+        to_chroma_where({"a": {"$gt": 1, "$lt": 3}})
+
+
+def _docs(*pairs):
+    return [Document(id=i, content=i, score=s) for i, s in pairs]
+
+
+def test_convex_fusion_math():
+    dense = _docs(("a", 0.9), ("b", 0.7), ("c", 0.5))
+    lexical = _docs(("c", 12.0), ("d", 6.0), ("a", 2.0))
+    fused = fuse_convex([dense, lexical], [0.5, 0.5])
+    scores = {d.id: d.score for d in fused}
+    # min-max per list: dense a=1, b=0.5, c=0; lexical c=1, d=0.4, a=0
+    assert scores == pytest.approx({"a": 0.5, "b": 0.25, "c": 0.5, "d": 0.2})
+    assert [d.id for d in fused] == ["a", "c", "b", "d"]  # ties broken by id, stable
+    assert [d.id for d in fuse_convex([dense, lexical], [1.0, 0.0])][:3] == ["a", "b", "c"]
+
+
+def test_rrf_fusion_math():
+    fused = fuse_rrf([_docs(("a", 1), ("b", 1)), _docs(("b", 1), ("c", 1))], rrf_k=60)
+    assert [d.id for d in fused] == ["b", "a", "c"]
+    assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)
+
+
+class _Fixed(HybridRetriever.__mro__[1]):  # a Retriever returning a fixed list
+    def __init__(self, docs):
+        super().__init__(k=10)
+        self.docs = docs
+
+    def _retrieve(self, query, *, k, filter):
+        return self.docs[:k]
+
+
+def test_hybrid_retriever_fuses_both_sides():
+    dense = _Fixed(_docs(("para", 0.8), ("both", 0.75), ("x", 0.1)))
+    lexical = _Fixed(_docs(("code", 9.0), ("both", 8.0), ("y", 1.0)))
+    for fusion in ("convex", "rrf"):
+        r = HybridRetriever(dense, lexical, k=3, fusion=fusion)
+        ids = [d.id for d in r.invoke("q")]
+        assert ids[0] == "both" and set(ids) == {"both", "para", "code"}
+    with pytest.raises(ValueError, match="fusion"):
+        HybridRetriever(dense, lexical, fusion="max")
+
+
+@pytest.mark.integration
+def test_hybrid_finds_what_each_side_alone_misses(embeddings):
+    from plait.retrievers.chroma import ChromaStore
+    from tests.retrievers.conftest import corpus_docs, unique
+
+    store = ChromaStore.in_memory(unique("hyb"), embeddings=embeddings)
+    store.upsert(corpus_docs())
+    hybrid = store.as_retriever(k=2)
+    assert hybrid.invoke("XJ-9000")[0].id == "part-1"  # exact code: BM25's strength
+    assert hybrid.invoke("feline making a happy rumbling sound")[0].id == "cat-1"  # paraphrase: dense's
+    assert store.as_retriever("bm25").invoke("feline making a happy rumbling sound") == []
+    store.clear()

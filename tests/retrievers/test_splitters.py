@@ -1,0 +1,120 @@
+"""Splitters: exact character spans, size limits (characters and real model tokens), overlap, Markdown sections."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plait.messages import Document
+from plait.retrievers.splitters import (
+    MarkdownHeaderSplitter,
+    RecursiveCharacterSplitter,
+    TokenSplitter,
+    markdown_sections,
+)
+
+TEXT = ("Retrieval augmented generation looks things up before answering. It cites its sources.\n\n"
+        "Chunks must be small enough for the embedding model, yet large enough to carry meaning; "
+        "overlap keeps sentences that straddle a boundary findable.\n\n"
+        + " ".join(f"word{i}" for i in range(300)))
+
+
+def check_spans(doc: Document, chunks: list[Document]) -> None:
+    for i, c in enumerate(chunks):
+        assert doc.content[c.metadata["start"]:c.metadata["end"]] == c.content
+        assert c.metadata["chunk"] == i
+        assert c.content == c.content.strip() and c.content
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab .\n,")), max_size=600),
+       st.integers(5, 80), st.integers(0, 30))
+@settings(max_examples=150, deadline=None)
+def test_recursive_spans_exact_and_bounded(text, size, overlap):
+    overlap = min(overlap, size - 1)
+    doc = Document(content=text, metadata={"source": "s"})
+    chunks = RecursiveCharacterSplitter(size, overlap).split_documents([doc])
+    check_spans(doc, chunks)
+    assert all(len(c.content) <= size for c in chunks)
+    # every non-space character is covered by some chunk
+    covered = set()
+    for c in chunks:
+        covered.update(range(c.metadata["start"], c.metadata["end"]))
+    assert all(i in covered for i, ch in enumerate(text) if not ch.isspace())
+
+
+def test_recursive_prefers_paragraphs_and_overlaps():
+    doc = Document(content=TEXT, metadata={"source": "t", "page": 2})
+    chunks = RecursiveCharacterSplitter(200, 50).split_documents([doc])
+    check_spans(doc, chunks)
+    assert chunks[0].content.startswith("Retrieval") and chunks[0].content.endswith("sources.")
+    assert all(c.metadata["page"] == 2 and c.metadata["source"] == "t" for c in chunks)
+    words = [c for c in chunks if c.content.startswith("word")]
+    assert len(words) > 3
+    for a, b in zip(words, words[1:], strict=False):
+        assert 0 < a.metadata["end"] - b.metadata["start"] <= 50  # consecutive chunks share text
+
+
+def test_chunk_index_counts_per_source():
+    docs = [Document(content="a " * 50, metadata={"source": "x", "page": 1}),
+            Document(content="b " * 50, metadata={"source": "x", "page": 2}),
+            Document(content="c " * 50, metadata={"source": "y"})]
+    chunks = RecursiveCharacterSplitter(40, 0).split_documents(docs)
+    by_source: dict[str, list[int]] = {}
+    for c in chunks:
+        by_source.setdefault(c.metadata["source"], []).append(c.metadata["chunk"])
+    assert by_source["x"] == list(range(len(by_source["x"])))
+    assert by_source["y"] == list(range(len(by_source["y"])))
+    with pytest.raises(ValueError, match="chunk_overlap"):
+        RecursiveCharacterSplitter(10, 10)
+
+
+def test_token_splitter_never_exceeds_model_limit(embeddings):
+    splitter = TokenSplitter(embeddings, chunk_overlap=16)
+    hard = TEXT * 4 + " " + "x" * 3000 + " supercalifragilistic" * 40 + " 12345678901234567890" * 30
+    doc = Document(content=hard, metadata={"source": "h"})
+    chunks = splitter.split_documents([doc])
+    check_spans(doc, chunks)
+    counts = embeddings.count_tokens([c.content for c in chunks])  # with [CLS] and [SEP]
+    assert max(counts) <= embeddings.max_tokens == 256
+    assert sum(counts) > 256 * 3  # it did split
+    assert max(counts) > 200  # and chunks are not needlessly small
+    small = TokenSplitter(embeddings, chunk_size=64, chunk_overlap=8).split_text(TEXT)
+    assert max(embeddings.count_tokens(small)) <= 64
+    with pytest.raises(ValueError, match="exceeds the model's max"):
+        TokenSplitter(embeddings, chunk_size=1000).split_text("x")
+
+
+MD = """# Guide
+Intro line.
+
+## Install
+```bash
+# this is a comment, not a header
+pip install plait
+```
+
+### Linux
+Use apt.
+
+## Usage
+Call it.
+"""
+
+
+def test_markdown_sections_skip_code_fences():
+    sections = markdown_sections(MD)
+    assert [h for _, h in sections] == [["Guide"], ["Guide", "Install"], ["Guide", "Install", "Linux"],
+                                        ["Guide", "Usage"]]
+    assert "pip install" in MD[sections[1][0][0]:sections[1][0][1]]
+
+
+def test_markdown_header_splitter_metadata_and_offsets():
+    doc = Document(content=MD, metadata={"source": "g.md"})
+    chunks = MarkdownHeaderSplitter(RecursiveCharacterSplitter(60, 0)).split_documents([doc])
+    check_spans(doc, chunks)
+    assert chunks[0].metadata["section"] == "Guide"
+    linux = next(c for c in chunks if "apt" in c.content)
+    assert linux.metadata["section"] == "Guide > Install > Linux"
+    assert not any("Intro" in c.content and "Install" in c.content for c in chunks)  # cut at headers
+    assert MarkdownHeaderSplitter().invoke(MD)[0].metadata["section"] == "Guide"  # a Runnable
