@@ -18,6 +18,8 @@ class ServeConfig:
             it finishes in its worker thread, but the client is answered at the limit.)
         max_concurrency: requests to the model routes in flight at once; one more gets 429 with
             ``Retry-After: retry_after_s``.
+        heartbeat_s: while a stream waits longer than this for its first token, it starts and
+            sends SSE comments (clients skip them), so proxies keep the connection open.
         cors_origins: origins allowed by CORS; empty (the default) means no CORS headers at all.
         input_key: for a chain (not a chat model) that takes a dict: the key the last user message's
             text goes under. ``None`` passes the text itself.
@@ -32,6 +34,7 @@ class ServeConfig:
     timeout_s: float = 300.0
     max_concurrency: int = 256
     retry_after_s: int = 1
+    heartbeat_s: float = 10.0
     cors_origins: list[str] = field(default_factory=list)
     input_key: str | None = None
     history_key: str | None = None

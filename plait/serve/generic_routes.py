@@ -103,4 +103,4 @@ def add_generic_routes(app: FastAPI, runnable: Runnable[Any, Any], config: Serve
     async def stream(request: Request) -> Response:
         req = parse(InvokeRequest, await request.body())
         return EventStream(_stream_events(runnable, checked(req.input), req.options),
-                           timeout_s=config.timeout_s, error_event=_error_event)
+                           timeout_s=config.timeout_s, error_event=_error_event, heartbeat_s=config.heartbeat_s)

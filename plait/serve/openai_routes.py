@@ -228,7 +228,8 @@ def add_openai_routes(app: FastAPI, served: Served) -> None:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             events = _chunk_events(chat, value, options, cid=cid, created=created, model=req.model,
                                    include_usage=include_usage, prompt_tokens=prompt_tokens)
-            return EventStream(events, timeout_s=config.timeout_s, headers=headers)
+            return EventStream(events, timeout_s=config.timeout_s, headers=headers,
+                               heartbeat_s=config.heartbeat_s)
         async with asyncio.timeout(config.timeout_s):
             reply = await chat.ainvoke(value, options)
         return JSONResponse(_completion_body(reply, cid=cid, created=created, model=req.model,

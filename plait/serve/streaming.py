@@ -1,8 +1,9 @@
 """Server-sent events that stop generating when the client goes away.
 
-:class:`EventStream` is a raw ASGI response. It pulls the first event before sending any
+:class:`EventStream` is a raw ASGI response. It waits for the first event before sending any
 header, so a request the model rejects at once still gets a proper HTTP error status; after that
-it sends events as they come. A second task waits on ``receive()`` for ``http.disconnect``: when
+it sends events as they come. (If the first event takes longer than ``heartbeat_s``, the stream
+starts anyway with SSE comments, so proxies keep the connection.) A second task waits on ``receive()`` for ``http.disconnect``: when
 the client leaves, the pump is cancelled, which closes the async generator chain down to the
 model (a thread-driven sync stream sees its stop flag), so the model stops being iterated.
 
@@ -61,12 +62,14 @@ class EventStream(Response):
         timeout_s: limit for the whole stream; past it the client gets an error event.
         error_event: formats an error raised after the stream started.
         headers: extra response headers.
+        heartbeat_s: while the first event is awaited longer than this, send SSE comments.
     """
 
     def __init__(self, events: AsyncIterator[bytes], *, timeout_s: float | None = None,
                  error_event: Callable[[APIError], bytes] = openai_error_event,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, heartbeat_s: float = 10.0) -> None:
         self.events = events
+        self.heartbeat_s = heartbeat_s
         self.start_headers = SSE_HEADERS + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         self.timeout_s = timeout_s
         self.error_event = error_event
@@ -101,24 +104,34 @@ class EventStream(Response):
     async def _pump(self, send: Send, send_body: Send) -> None:
         events = self.events
         started = False
+        waiting: asyncio.Future[bytes | None] = asyncio.ensure_future(anext(events, None))
         try:
             async with asyncio.timeout(self.timeout_s):
-                try:
-                    first: bytes | None = await anext(events)
-                except StopAsyncIteration:
-                    first = None
-                await send({"type": "http.response.start", "status": 200, "headers": self.start_headers})
-                started = True
+                # A slow first event (a model loading, a long retrieval): start the stream anyway and
+                # send SSE comments, which clients skip, so proxies do not drop the idle connection.
+                while not (await asyncio.wait((waiting,), timeout=self.heartbeat_s))[0]:
+                    if not started:
+                        await send({"type": "http.response.start", "status": 200, "headers": self.start_headers})
+                        started = True
+                    await send_body({"type": "http.response.body", "body": b": waiting for the model\n\n",
+                                     "more_body": True})
+                first = waiting.result()
+                if not started:
+                    await send({"type": "http.response.start", "status": 200, "headers": self.start_headers})
+                    started = True
                 if first is not None:
                     await send_body({"type": "http.response.body", "body": first, "more_body": True})
                     async for event in events:
                         await send_body({"type": "http.response.body", "body": event, "more_body": True})
         except Exception as exc:  # reported to the client in OpenAI's format, logged here
+            waiting.cancel()
             err = as_api_error(exc)
             if not started:
                 await send_json(send, err.status, err.body(), err.headers)
                 return
             await send_body({"type": "http.response.body", "body": self.error_event(err), "more_body": True})
+        finally:
+            waiting.cancel()  # a no-op once it is done; stops the model when the pump is cancelled
         await send_body({"type": "http.response.body", "body": b"", "more_body": False})
 
 

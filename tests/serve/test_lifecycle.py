@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 
 from plait.fake import FakeChatModel
 from plait.prompts import ChatPromptTemplate
-from plait.runnable import Runnable
+from plait.runnable import Lambda, Runnable
 from plait.serve import ServerThread, create_app
 from plait.serve.server import free_port
 from tests.serve.apps import slow_chat
@@ -184,3 +185,35 @@ def test_cli_serves_and_sigterm_drains_streams(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_slow_first_token_sends_heartbeats_clients_skip(serve):
+    import asyncio
+
+    import openai
+
+    async def slow_start(chunks):
+        async for _ in chunks:
+            pass
+        await asyncio.sleep(0.5)
+        yield "late but fine"
+
+    server = serve(Lambda(slow_start), heartbeat_s=0.1)
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json={**STREAM, "model": "plait"}) as r:
+        raw = r.read().decode()
+    assert raw.startswith(": waiting for the model\n\n") and raw.endswith("data: [DONE]\n\n")
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+    chunks = client.chat.completions.create(model="plait", messages=USER, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "late but fine"
+
+    async def slow_failure(chunks):
+        async for _ in chunks:
+            pass
+        await asyncio.sleep(0.3)
+        raise RuntimeError("backend gone")
+        yield  # an async generator
+
+    failing = serve(Lambda(slow_failure), heartbeat_s=0.1)
+    client = openai.OpenAI(base_url=failing.url + "/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.APIError, match="server log"):  # after heartbeats: an error event
+        list(client.chat.completions.create(model="plait", messages=USER, stream=True))
