@@ -117,7 +117,8 @@ def main() -> int:
         model.load()
     load_s = time.perf_counter() - t_load
     chain = RAGChain(store.as_retriever(args.retriever, k=args.k), model, k=args.k,
-                     model_options={"max_tokens": args.max_tokens})
+                     model_options={"max_tokens": args.max_tokens,
+                                    **({"stop": ["\n\n"]} if args.model.startswith("local") else {})})
 
     latencies, gen_seconds, tokens = [], 0.0, 0
     hits = shown_hits = base_hits = base_right = 0

@@ -45,10 +45,9 @@ from plait.runnable import Runnable, coerce
 DONT_KNOW = "I don't know: the indexed documents do not contain an answer to this question."
 
 SYSTEM_PROMPT = (
-    "You answer questions using only the numbered passages. "
-    "Write one or two short sentences. After each sentence, write the number of the passage "
-    "it comes from in square brackets, like [1]. "
-    "If the passages do not contain the answer, reply exactly: I don't know."
+    "Answer the question in one or two sentences using only the passages. After each sentence, "
+    "write the number of the passage it comes from in brackets, for example [2]. "
+    "If the passages do not contain the answer, say: I don't know."
 )
 
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -246,7 +245,7 @@ class RAGChain(Runnable[Any, RAGAnswer]):
     """
 
     def __init__(self, retriever: Any, model: Runnable[Any, Any], *, k: int = 3,
-                 score_threshold: float | None = None, max_passage_chars: int = 600,
+                 score_threshold: float | None = None, max_passage_chars: int = 400,
                  system_prompt: str = SYSTEM_PROMPT, fallback_citations: bool = True,
                  dont_know: str = DONT_KNOW, model_options: dict[str, Any] | None = None,
                  stop_repeats: bool = True) -> None:

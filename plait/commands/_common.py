@@ -69,8 +69,13 @@ def make_retriever(store: Any, k: int, min_similarity: float) -> Any:
     return RelevanceGate(hybrid, store.as_retriever("dense", k=1), min_similarity)
 
 
-def model_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"max_tokens": args.max_tokens} if args.max_tokens else {}
+def model_options(args: argparse.Namespace, default_max_tokens: int = 96) -> dict[str, Any]:
+    """Generation options for answers. The small local model stops at the end of its first
+    paragraph: past it, it tends to wander into code samples and lists unrelated to the passages."""
+    options: dict[str, Any] = {"max_tokens": args.max_tokens or default_max_tokens}
+    if args.model.startswith("local"):
+        options["stop"] = ["\n\n"]
+    return options
 
 
 def short_source(path: str | None) -> str:

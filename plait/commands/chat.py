@@ -26,7 +26,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from plait.chains.conversational import ConversationalRAG
     from plait.chains.history import SQLiteChatHistory
-    from plait.commands._common import make_model, make_retriever, model_options, open_store, print_sources
+    from plait.commands._common import (
+        make_model,
+        make_retriever,
+        model_options,
+        open_store,
+        print_sources,
+        short_source,
+    )
 
     store = open_store(args)
     if store.count() == 0:
@@ -69,4 +76,4 @@ def run(args: argparse.Namespace) -> int:
             last = chunk if last is None else last + chunk
         print()
         if last is not None and last.citations:
-            print("   " + "  ".join(f"[{s.number}] {s.label()}" for s in last.citations))
+            print("   " + "  ".join(f"[{s.number}] {short_source(s.source)}" for s in last.citations))

@@ -53,7 +53,7 @@ def _section(title: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from plait.chains.rag import RAGChain, RelevanceGate
-    from plait.commands._common import make_model, print_sources
+    from plait.commands._common import make_model, model_options, print_sources
     from plait.defaults import data_dir
     from plait.retrievers.chroma import ChromaStore
     from plait.retrievers.indexing import ingest
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
              f"similarity {DEFAULT_MIN_SIMILARITY})")
     model = make_model(args)
     retriever = RelevanceGate(store.as_retriever(k=3), store.as_retriever("dense", k=1), DEFAULT_MIN_SIMILARITY)
-    chain = RAGChain(retriever, model, k=3, model_options={"max_tokens": args.max_tokens or 96})
+    chain = RAGChain(retriever, model, k=3, model_options=model_options(args))
     runnable = chain.with_tracing() if args.trace else chain
     tokens = 0
     gen_seconds = 0.0

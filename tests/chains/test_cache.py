@@ -9,6 +9,7 @@ from plait.fake import FakeChatModel, tool_call
 from plait.messages import AssistantChunk, AssistantMessage, SystemMessage, UserMessage
 from plait.parsers import StrOutputParser
 from plait.prompts import ChatPromptTemplate
+from tests.app_support import embeddings  # noqa: F401
 
 
 class Counting(FakeChatModel):
@@ -93,13 +94,9 @@ def test_semantic_cache_hits_rephrasings_only_within_threshold_and_context(tmp_p
         SemanticCache(bag_of_words, threshold=0)
 
 
-def test_semantic_cache_with_real_minilm(tmp_path):
-    st = pytest.importorskip("sentence_transformers")
-    from plait.defaults import embedding_model_path
-
-    encoder = st.SentenceTransformer(embedding_model_path(), device="cpu")
-    model = cached(Counting(), embeddings=lambda t: encoder.encode(t).tolist(), threshold=0.9,
-                   path=tmp_path / "s.db")
+@pytest.mark.integration
+def test_semantic_cache_with_real_minilm(tmp_path, embeddings):  # noqa: F811
+    model = cached(Counting(), embeddings=embeddings, threshold=0.9, path=tmp_path / "s.db")
     model.invoke("What is the capital of France?")
     assert model.invoke("what's the capital of France").content == "answer 1"
     assert model.invoke("How do I bake bread?").content == "answer 2"

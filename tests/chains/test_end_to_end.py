@@ -1,0 +1,33 @@
+"""The chains with the real local model (SmolLM2-135M) and the real store over the project's docs."""
+
+from __future__ import annotations
+
+import pytest
+
+from plait.chains.rag import RAGChain, RelevanceGate
+from tests.app_support import docs_store, local_model  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+def test_rag_over_the_docs_cites_real_sources(local_model, docs_store):  # noqa: F811
+    chain = RAGChain(docs_store.as_retriever(k=3), local_model, k=3, model_options={"max_tokens": 48})
+    chunks = list(chain.stream("Which local chat model does plait use by default?"))
+    assert sum(1 for c in chunks if c.answer) >= 3  # streamed token by token
+    result = chunks[0]
+    for c in chunks[1:]:
+        result = result + c
+    assert result.answer.strip() and len(result.sources) == 3
+    assert all(s.source and s.source.endswith(".md") and s.end > s.start for s in result.sources)
+    assert result.citations, f"no citation, even inferred: {result.answer!r}"
+    assert result.citation_method in ("model", "inferred")
+    assert result.usage is not None and result.usage.completion_tokens > 0
+
+
+def test_off_topic_question_gets_i_dont_know(local_model, docs_store):  # noqa: F811
+    gate = RelevanceGate(docs_store.as_retriever(k=3), docs_store.as_retriever("dense", k=1), 0.3)
+    chain = RAGChain(gate, local_model)
+    assert gate.best_score("How long should I boil an egg?") < 0.3
+    result = chain.invoke("How long should I boil an egg?")
+    assert not result.grounded and result.citations == [] and "don't know" in result.answer
+    assert gate.best_score("Where does plait keep the embedded Chroma store?") >= 0.3

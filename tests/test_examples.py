@@ -1,0 +1,87 @@
+"""Every example in examples/ runs, with the real local model (loaded once for the session)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.app_support import ROOT, local_model  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+MINE = ["quickstart", "rag_folder", "chatbot_memory", "agent_tools", "extraction", "openai_server",
+        "langchain_interop"]
+
+
+def load(name):
+    return importlib.import_module(f"examples.{name}")
+
+
+def test_every_example_is_tested():
+    on_disk = {p.stem for p in (ROOT / "examples").glob("*.py") if not p.stem.startswith("_")}
+    tested = set(MINE) | {"text_to_image"}  # text_to_image is tested with the image model's tests
+    assert on_disk <= tested, f"untested examples: {sorted(on_disk - tested)}"
+
+
+def test_quickstart_runs_as_a_script():
+    env = {**os.environ, "PLAIT_EXAMPLE_MODEL": "local"}
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stdout.splitlines() if line.strip()]
+    assert len(lines) == 3 and lines[1].startswith("- ") and lines[2].startswith("- ")
+
+
+def test_quickstart(local_model, capsys):  # noqa: F811
+    answer = load("quickstart").main(local_model)
+    assert answer.strip() and answer.strip() in capsys.readouterr().out
+
+
+def test_rag_folder(local_model, capsys):  # noqa: F811
+    result = load("rag_folder").main(local_model)
+    assert result.sources and all("docs" in s.source for s in result.sources)
+    assert "added" in capsys.readouterr().out
+
+
+def test_chatbot_memory(local_model, tmp_path, capsys):  # noqa: F811
+    from plait.chains.history import SQLiteChatHistory
+
+    replies = load("chatbot_memory").main(local_model, session="test-session")
+    assert len(replies) == 2 and all(r.strip() for r in replies)
+    stored = SQLiteChatHistory().messages("test-session")
+    assert [m.role for m in stored] == ["user", "assistant", "user", "assistant"]
+    assert stored[2].content == "What is my name?"
+
+
+def test_agent_tools(local_model, capsys):  # noqa: F811
+    result = load("agent_tools").main(local_model)
+    assert result.steps >= 1 and result.finish_reason in ("stop", "max_steps")
+    assert result.messages[0].role == "system" and "multiply" not in result.messages[0].content
+    out = capsys.readouterr().out
+    assert "user> What is 12 times 7?" in out and "steps" in out
+
+
+def test_extraction(local_model, capsys):  # noqa: F811
+    person = load("extraction").main(local_model)
+    out = capsys.readouterr().out
+    if person is None:
+        assert "could not fill the schema" in out
+    else:
+        assert person.name and "extracted:" in out
+
+
+def test_openai_server(local_model, capsys, monkeypatch):  # noqa: F811
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    answer = load("openai_server").main(local_model)
+    out = capsys.readouterr().out
+    assert "serves" in out and answer.strip()
+
+
+def test_langchain_interop(local_model, capsys):  # noqa: F811
+    text, result = load("langchain_interop").main(local_model)
+    assert text.strip()
+    assert [s.source for s in result.sources] == ["landmarks.txt"]
