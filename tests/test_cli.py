@@ -73,3 +73,15 @@ def test_demo_needs_docs(tmp_path):
     with pytest.raises(SystemExit, match="no README.md or docs"):
         main(["demo", "--docs", str(tmp_path)])
     assert (ROOT / "docs").is_dir()
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    """``make demo`` itself: ingest the docs, three cited answers, one image (minutes on 2 cores)."""
+    out = tmp_path / "demo.png"
+    env = {**__import__("os").environ, "PLAIT_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-m", "plait.cli", "demo", "--out", str(out)], capture_output=True,
+                          text=True, env=env, timeout=1800, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("\nQ: ") == 3 and proc.stdout.count("Sources") >= 2
+    assert "image saved to" in proc.stdout and out.exists()

@@ -24,7 +24,7 @@ QUESTIONS = (
     "Where does plait keep the embedded Chroma store?",
     "Which local chat model does plait use by default?",
 )
-IMAGE_PROMPT = "a red circle on the left"
+IMAGE_PROMPT = "a small red circle on the left"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -106,11 +106,15 @@ def _draw(args: argparse.Namespace, out: Path) -> None:
     """One image from the bundled text-to-image model, through the ``plait imagine`` command."""
     import importlib.util
 
-    if importlib.util.find_spec("plait.commands.imagine") is None:
-        print("(skipped: the image command is not part of this installation)", file=sys.stderr)
+    from plait.defaults import image_model_path
+
+    if importlib.util.find_spec("plait.commands.imagine") is None or not Path(image_model_path()).exists():
+        print("(skipped: the bundled image model is not part of this installation)", file=sys.stderr)
         return
     from plait.cli import main
 
-    code = main(["imagine", IMAGE_PROMPT, "--out", str(out)])
+    print(f"prompt: {IMAGE_PROMPT!r}", flush=True)
+    code = main(["imagine", IMAGE_PROMPT, "-o", str(out), "--seed", "0", "--scale", "4"])
     if code != 0:
         raise SystemExit(f"plait demo: the image step failed (exit code {code})")
+    print(f"image saved to {out}")
