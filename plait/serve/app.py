@@ -112,10 +112,10 @@ def _warmables(obj: Any, depth: int = 0, seen: set[int] | None = None) -> list[C
         if callable(method) and _takes_no_arguments(method):
             found.append(getattr(obj, name))
             break
-    inner: list[Any] = list(getattr(obj, "steps", None) or []) if isinstance(getattr(obj, "steps", None), list) else []
-    if isinstance(getattr(obj, "steps", None), dict):
-        inner += list(obj.steps.values())
-    inner += [obj.__dict__.get(a) for a in ("bound", "model", "retriever", "embeddings")] if hasattr(obj, "__dict__") else []
+    steps = getattr(obj, "steps", None)
+    inner: list[Any] = list(steps) if isinstance(steps, list) else list(steps.values()) if isinstance(steps, dict) else []
+    attrs = getattr(obj, "__dict__", {})
+    inner += [attrs.get(a) for a in ("bound", "model", "retriever", "embeddings")]
     for step in inner:
         found += _warmables(step, depth + 1, seen)
     return found
@@ -182,8 +182,8 @@ def _add_page_and_health(app: FastAPI, served: Served, state: ServeState) -> Non
     async def ready() -> Response:
         if state.draining:
             return JSONResponse({"status": "draining"}, status_code=503)
-        if state.warm_up_error:
-            return JSONResponse({"status": "failed", "error": state.warm_up_error}, status_code=503)
+        if state.warm_up_error:  # the details are in the server log; this route is public
+            return JSONResponse({"status": "failed", "error": "warm-up failed; see the server log"}, status_code=503)
         if not state.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ready", "models": served.model_ids()})

@@ -74,7 +74,7 @@ def _assert_stops(target: Any) -> None:
         before = target.produced
     time.sleep(0.3)
     assert target.produced == before, "the model kept generating after the client left"
-    assert target.produced < 20, f"generated {target.produced} of 60 tokens for a client that read 4"
+    assert target.produced < 30, f"generated {target.produced} of 60 tokens for a client that read 4"
 
 
 def test_disconnect_stops_async_model(serve):
@@ -102,20 +102,32 @@ def test_disconnect_on_generic_stream_route(serve):
     _assert_stops(model)
 
 
+def _ready_status(url: str, leave: str, timeout: float = 10.0) -> httpx.Response:
+    """Poll /ready until its status is no longer ``leave``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = httpx.get(url + "/ready")
+        if r.json()["status"] != leave or time.monotonic() > deadline:
+            return r
+        time.sleep(0.05)
+
+
 def test_health_and_readiness_follow_warm_up(serve):
+    release = threading.Event()
+
     class SlowToLoad(FakeChatModel):
         loaded = False
 
         def load(self) -> None:  # found inside the chain and called before /ready says ready
-            time.sleep(0.4)
+            release.wait(10)
             SlowToLoad.loaded = True
 
     server = serve(ChatPromptTemplate.from_messages([("user", "{q}")]) | SlowToLoad(["ok"]), name="fake")
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}
     r = httpx.get(server.url + "/ready")
     assert r.status_code == 503 and r.json()["status"] == "starting"
-    time.sleep(0.6)
-    r = httpx.get(server.url + "/ready")
+    release.set()
+    r = _ready_status(server.url, "starting")
     assert r.status_code == 200 and r.json()["models"] == ["fake"] and SlowToLoad.loaded
 
     class Broken(FakeChatModel):
@@ -123,9 +135,8 @@ def test_health_and_readiness_follow_warm_up(serve):
             raise FileNotFoundError("weights missing at /models/x")
 
     broken = serve(Broken(["ok"]))
-    time.sleep(0.3)
-    r = httpx.get(broken.url + "/ready")
-    assert r.status_code == 503 and "weights missing" in r.json()["error"]
+    r = _ready_status(broken.url, "starting")
+    assert r.status_code == 503 and r.json()["status"] == "failed" and "/models" not in r.text
 
 
 def test_graceful_stop_finishes_stream_in_flight():

@@ -58,8 +58,18 @@ def test_cors_off_by_default_and_on_when_configured(serve):
 
 
 def test_saturated_server_answers_429_with_retry_after(serve):
-    server = serve(slow_chat(), max_concurrency=1, retry_after_s=2)
-    body = {"model": "fake", "messages": USER, "stream": True}
+    release = threading.Event()
+
+    async def held_open(chunks):
+        async for _ in chunks:
+            pass
+        yield "first "
+        while not release.is_set():  # the stream stays in flight until the test lets it end
+            await asyncio.sleep(0.02)
+        yield "last"
+
+    server = serve(Lambda(held_open), max_concurrency=1, retry_after_s=2)
+    body = {"model": "plait", "messages": USER, "stream": True}
     first_token = threading.Event()
     texts: list[str] = []
 
@@ -73,16 +83,17 @@ def test_saturated_server_answers_429_with_retry_after(serve):
     t = threading.Thread(target=long_stream)
     t.start()
     assert first_token.wait(10)
-    r = httpx.post(server.url + "/v1/chat/completions", json={"model": "fake", "messages": USER})
+    r = httpx.post(server.url + "/v1/chat/completions", json={"model": "plait", "messages": USER})
     assert r.status_code == 429 and r.headers["retry-after"] == "2"
     assert r.json()["error"]["type"] == "rate_limit_error"
     with pytest.raises(openai.RateLimitError):
         openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0).chat.completions.create(
-            model="fake", messages=USER)
+            model="plait", messages=USER)
     assert httpx.get(server.url + "/health").status_code == 200  # health is never limited
+    release.set()
     t.join(20)
     assert texts[-1] == "data: [DONE]"
-    r = httpx.post(server.url + "/v1/chat/completions", json={"model": "fake", "messages": USER})
+    r = httpx.post(server.url + "/v1/chat/completions", json={"model": "plait", "messages": USER})
     assert r.status_code == 200  # the slot is free again
 
 
