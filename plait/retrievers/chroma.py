@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -43,6 +44,9 @@ from plait.retrievers.bm25 import BM25Index
 
 if TYPE_CHECKING:
     from plait.embeddings import Embeddings
+
+
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
 
 
 def document_id(doc: Document) -> str:
@@ -84,6 +88,9 @@ class ChromaStore:
                  path: str | Path | None = None, client: Any = None, sidecar: str | Path | None = None,
                  bm25: bool = True, _mode: str = "persistent",
                  _http: tuple[str, int, bool, dict[str, str] | None] | None = None) -> None:
+        if not _NAME.fullmatch(collection):
+            raise ValueError(f"Collection name {collection!r} is not allowed: use 3-512 characters of "
+                             "a-z, A-Z, 0-9, '.', '_', '-', starting and ending with a letter or digit")
         self.collection_name = collection
         self._embeddings = embeddings
         self._client = client

@@ -280,19 +280,30 @@ class Indexer:
         report.files_added += sum(1 for p in batch if not p.existed)
 
     def _write(self, chunks: list[Document], step: int = 256) -> None:
-        """Embed (longest texts together, so batches pad little) and upsert, with a progress bar."""
+        """Embed (longest texts together, so batches pad little) and upsert, with a progress bar.
+
+        The store write of one part runs in a worker thread while the next part is embedded
+        (both release the GIL), and is waited for before the following write, so writes stay in order.
+        """
         if not chunks:
             return
+        from concurrent.futures import Future, ThreadPoolExecutor
+
         emb = self.store.embeddings
         order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i].content))
         with _progress(self.progress and len(chunks) > step, total=len(chunks), desc="chunks", unit="chunk",
-                       leave=False) as bar:
+                       leave=False) as bar, ThreadPoolExecutor(1) as writer:
+            pending: Future[Any] | None = None
             for start in range(0, len(order), step):
                 part = [chunks[i] for i in order[start:start + step]]
                 texts = [c.content for c in part]
                 vectors = emb.embed_array(texts) if hasattr(emb, "embed_array") else emb.embed_documents(texts)
-                self.store.upsert(part, embeddings=vectors)
-                bar.update(len(part))
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(self.store.upsert, part, embeddings=vectors)
+                pending.add_done_callback(lambda _f, n=len(part): bar.update(n))
+            if pending is not None:
+                pending.result()
 
     def remove(self, sources: Sequence[str | Path]) -> int:
         """Delete the chunks of these source files from the store and the record; returns chunks deleted."""

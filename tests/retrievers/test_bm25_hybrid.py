@@ -66,12 +66,16 @@ def _docs(*pairs):
 def test_convex_fusion_math():
     dense = _docs(("a", 0.9), ("b", 0.7), ("c", 0.5))
     lexical = _docs(("c", 12.0), ("d", 6.0), ("a", 2.0))
-    fused = fuse_convex([dense, lexical], [0.5, 0.5])
+    fused = fuse_convex([dense, lexical], [0.5, 0.5], "minmax")
     scores = {d.id: d.score for d in fused}
     # min-max per list: dense a=1, b=0.5, c=0; lexical c=1, d=0.4, a=0
     assert scores == pytest.approx({"a": 0.5, "b": 0.25, "c": 0.5, "d": 0.2})
     assert [d.id for d in fused] == ["a", "c", "b", "d"]  # ties broken by id, stable
     assert [d.id for d in fuse_convex([dense, lexical], [1.0, 0.0])][:3] == ["a", "b", "c"]
+    # dbsf: mean -+ 3 std -> 0..1; dense mean 0.7, std 0.1633 -> a = (0.9 - 0.2101) / 0.9798
+    dbsf = {d.id: d.score for d in fuse_convex([dense, lexical], [0.5, 0.0])}
+    assert dbsf["a"] == pytest.approx(0.5 * (0.9 - (0.7 - 3 * 0.163299)) / (6 * 0.163299), rel=1e-4)
+    assert dbsf["d"] == 0.0
 
 
 def test_rrf_fusion_math():

@@ -1,0 +1,53 @@
+"""The one-call defaults, the light import, and the ingest API end to end on the default store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plait.defaults import chroma_dir
+
+
+def test_import_is_light():
+    code = ("import sys, plait.retrievers, plait.embeddings, plait.retrievers.base;"
+            "heavy = [m for m in ('chromadb', 'torch', 'sentence_transformers', 'bm25s', 'pypdf') if m in sys.modules];"
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[2])
+    assert out.stdout.strip() == "[]"
+
+
+def test_store_constructors_are_cheap():
+    from plait.retrievers.chroma import ChromaStore
+
+    store = ChromaStore("cheap-one")
+    assert store._client is None and store._collection is None and store._embeddings is None
+    with pytest.raises(ValueError, match="Collection name"):
+        ChromaStore("x")
+
+
+@pytest.mark.integration
+def test_ingest_and_default_retriever(tmp_path, embeddings):
+    from plait.retrievers import default_retriever, default_store, ingest
+
+    assert Path(os.environ["PLAIT_HOME"]) in chroma_dir().parents  # tests never touch the user's store
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.md").write_text("# Holidays\nEmployees get 25 vacation days a year.\n",
+                                             encoding="utf-8")
+    (tmp_path / "notes" / "b.txt").write_text("The cafeteria opens at 8 am.", encoding="utf-8")
+    store = default_store("handbook")
+    assert store is default_store("handbook") and store.path == chroma_dir()
+    report = ingest(tmp_path / "notes", collection="handbook", progress=False)
+    assert report.files_added == 2 and not report.skipped
+    docs = default_retriever("handbook", k=1).invoke("How many days off do I get?")
+    assert docs[0].metadata["source"] == str((tmp_path / "notes" / "a.md").resolve())
+    assert docs[0].metadata["section"] == "Holidays"
+    meta = docs[0].metadata
+    assert {"chunk", "start", "end", "format"} <= set(meta) and meta["chunk"] == 0
+    sidecar = chroma_dir() / "plait" / "handbook.sqlite"
+    assert sidecar.exists()  # BM25 and the record beside the collection
+    assert ingest(tmp_path / "notes", collection="handbook", progress=False).files_unchanged == 2
