@@ -213,3 +213,22 @@ def test_tool_results_conversation_reaches_model(serve):
     system, user, assistant, tool = model.calls[0]
     assert system.role == "system" and assistant.tool_calls[0].arguments == {"city": "Paris"}
     assert (tool.role, tool.tool_call_id, tool.content) == ("tool", "call_1", "sunny")
+
+
+def test_langchain_tool_calling(serve):
+    from langchain_openai import ChatOpenAI
+
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return "sunny"
+
+    reply = tool_call("get_weather", {"city": "Oslo"}, id="call_7")
+    server = serve(FakeChatModel([reply, reply]))
+    llm = ChatOpenAI(model="fake", base_url=server.url + "/v1", api_key="unused", max_retries=0).bind_tools(
+        [get_weather])
+    msg = llm.invoke("Weather in Oslo?")
+    assert msg.tool_calls == [{"name": "get_weather", "args": {"city": "Oslo"}, "id": "call_7", "type": "tool_call"}]
+    total = None
+    for chunk in llm.stream("Weather in Oslo?"):
+        total = chunk if total is None else total + chunk
+    assert total.tool_calls[0]["args"] == {"city": "Oslo"}
