@@ -31,3 +31,20 @@ def test_off_topic_question_gets_i_dont_know(local_model, docs_store):  # noqa: 
     result = chain.invoke("How long should I boil an egg?")
     assert not result.grounded and result.citations == [] and "don't know" in result.answer
     assert gate.best_score("Where does plait keep the embedded Chroma store?") >= 0.3
+
+
+def test_history_is_trimmed_by_the_local_models_own_tokens(local_model, tmp_path):  # noqa: F811
+    from plait.chains.history import SQLiteChatHistory, WithHistory, context_window_of, token_counter_for
+    from plait.messages import SystemMessage, UserMessage
+
+    count = token_counter_for(local_model)
+    text = "The quick brown fox jumps over the lazy dog. " * 4
+    exact = count([UserMessage(content=text)])
+    assert exact == len(local_model._engine.render([UserMessage(content=text)]))
+    assert context_window_of(local_model) >= 2048
+    store = SQLiteChatHistory(tmp_path / "h.db")
+    store.add("s", [("user", text), ("assistant", "ok")] * 20)
+    bot = WithHistory(local_model, store, system="Be brief.", max_tokens=300)
+    _, _, sent = bot._prepare({"session_id": "s", "input": "And now?"})
+    assert isinstance(sent[0], SystemMessage) and sent[-1].content == "And now?"
+    assert count(sent) <= 300 < count([SystemMessage(content="Be brief."), *store.messages("s")])
