@@ -81,6 +81,8 @@ def parse(model: type[M], body: bytes) -> M:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise APIError(400, f"The request body is not valid JSON ({e}). Send a JSON object with "
                             "Content-Type: application/json.") from None
+    except RecursionError:
+        raise APIError(400, "The request body nests JSON too deeply.") from None
     if not isinstance(data, dict):
         raise APIError(400, f"The request body must be a JSON object, not a JSON {type(data).__name__}.")
     try:

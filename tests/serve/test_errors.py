@@ -44,6 +44,7 @@ def still_serving(server) -> None:
 @pytest.mark.parametrize("body, words", [
     (b"{not json", ["not valid JSON"]),
     (b"[1, 2]", ["JSON object"]),
+    (b"[" * 2000 + b"]" * 2000, ["too deeply"]),
     ({"model": "fake"}, ["messages"]),
     ({"model": "fake", "messages": []}, ["messages"]),
     ({"model": "fake", "messages": "hello"}, ["messages"]),
