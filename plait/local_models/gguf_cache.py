@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 from plait.defaults import data_dir
 
@@ -93,6 +94,33 @@ def cached_gguf_folder(gguf_path: str | os.PathLike[str]) -> Path:
     return folder
 
 
+def gguf_info(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """What was recorded when ``folder`` was converted (source file, hash, matrix types), else None."""
+    try:
+        return dict(json.loads((Path(folder) / _COMPLETE).read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def is_4bit(folder: str | os.PathLike[str]) -> bool:
+    """Whether a converted GGUF stored most of its weight matrices in a 4-bit format (Q4_0, Q4_1, Q4_K)."""
+    info = gguf_info(folder) or {}
+    types: dict[str, int] = info.get("matrix_types") or {}
+    return bool(types) and max(types, key=lambda t: types[t]).startswith("Q4")
+
+
+def _matrix_types(gguf_path: Path) -> dict[str, int]:
+    """How many 2-D tensors of each GGUF type (e.g. {"Q4_1": 210, "Q8_0": 1})."""
+    import gguf
+
+    counts: dict[str, int] = {}
+    for tensor in gguf.GGUFReader(str(gguf_path)).tensors:
+        if len(tensor.shape) == 2:
+            name = tensor.tensor_type.name
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 def _convert(gguf_path: Path, folder: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -100,17 +128,18 @@ def _convert(gguf_path: Path, folder: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     # A GGUF-loaded model carries a "gguf" quantizer that refuses save_pretrained; the tensors are
     # already dequantized, so the model is an ordinary one once the quantizer is dropped.
-    model.hf_quantizer = None
+    setattr(model, "hf_quantizer", None)  # noqa: B010 (typed as a module attribute by transformers)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     if getattr(model, "is_quantized", False):
-        model.is_quantized = False
+        setattr(model, "is_quantized", False)  # noqa: B010
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / _COMPLETE).write_text(json.dumps({"gguf_file": str(gguf_path.resolve()),
-                                                 "sha256": file_sha256(gguf_path)}, indent=1))
+        info = {"gguf_file": str(gguf_path.resolve()), "sha256": file_sha256(gguf_path),
+                "matrix_types": _matrix_types(gguf_path)}
+        (tmp / _COMPLETE).write_text(json.dumps(info, indent=1))
         try:
             os.replace(tmp, folder)
         except OSError:

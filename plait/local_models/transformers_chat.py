@@ -11,6 +11,12 @@ against the context window; then a decode loop feeds one token at a time through
 set, seeded when ``seed`` is), turns ids into text incrementally and stops at EOS, a stop sequence
 or ``max_tokens``. Each token's text is streamed as it is made.
 
+Weights: ``quantize="auto"`` (default) runs a GGUF whose matrices are 4-bit (like the bundled
+Q4_1 SmolLM2) with its 4-bit weights re-packed for torch's int4 CPU kernel, computing in bfloat16:
+for Q4_1 that re-packing is exact, and it is several times faster than float32 on a CPU. Anything
+else runs in ``dtype``. ``quantize="none"`` forces ``dtype``; ``quantize="int4"`` asks for 4-bit on
+any supported model (lossy for non-GGUF weights).
+
 Requests are served one at a time (a lock around the decode loop), so concurrent callers queue
 and never share a KV cache. Weights load on first use, on CUDA when present, else on the CPU.
 
@@ -66,6 +72,7 @@ class TransformersChatModel(ChatModel):
         dtype: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), or ``"float32"``, ``"bfloat16"``, ``"float16"``.
         context_window: override the window read from the model config.
         truncation: ``"error"`` (default) or ``"drop_oldest"`` (see the module docstring).
+        quantize: ``"auto"`` (default), ``"none"`` or ``"int4"`` (see the module docstring).
         **options: default generation options (temperature, top_p, top_k, max_tokens, stop, seed).
     """
 
@@ -75,7 +82,8 @@ class TransformersChatModel(ChatModel):
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, device: str = "auto",
                  dtype: str = "auto", context_window: int | None = None,
-                 truncation: Literal["error", "drop_oldest"] = "error", **options: Any) -> None:
+                 truncation: Literal["error", "drop_oldest"] = "error",
+                 quantize: Literal["auto", "none", "int4"] = "auto", **options: Any) -> None:
         super().__init__(**options)
         spec = str(model) if model is not None else smollm2_gguf_path()
         if _looks_like_path(spec) or os.path.exists(spec):
@@ -88,6 +96,8 @@ class TransformersChatModel(ChatModel):
             raise ValueError(f"truncation must be 'error' or 'drop_oldest', not {truncation!r}")
         if dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', not {dtype!r}")
+        if quantize not in ("auto", "none", "int4"):
+            raise ValueError(f"quantize must be 'auto', 'none' or 'int4', not {quantize!r}")
         self.spec = spec
         self.device = device
         self.dtype = dtype
@@ -95,10 +105,12 @@ class TransformersChatModel(ChatModel):
         self.truncation = truncation
         self.model_name = Path(spec).stem if os.path.exists(spec) else spec
         # Shared by copies made with with_options()/bind_tools(), so they share weights and the lock.
-        self._engine = _Engine(spec, device, dtype)
+        self.quantize = quantize
+        self._engine = _Engine(spec, device, dtype, quantize)
 
     def __repr__(self) -> str:
-        return f"TransformersChatModel({self.spec!r}, device={self.device!r}, dtype={self.dtype!r})"
+        return (f"TransformersChatModel({self.spec!r}, device={self.device!r}, dtype={self.dtype!r}, "
+                f"quantize={self.quantize!r})")
 
     def load(self) -> TransformersChatModel:
         """Load the weights now (they load on first use otherwise). Returns self."""
@@ -152,8 +164,9 @@ class TransformersChatModel(ChatModel):
 class _Engine:
     """The loaded model, tokenizer and decoder, plus the lock that serialises requests."""
 
-    def __init__(self, spec: str, device: str, dtype: str) -> None:
-        self.spec, self.device_arg, self.dtype_arg = spec, device, dtype
+    def __init__(self, spec: str, device: str, dtype: str, quantize: str) -> None:
+        self.spec, self.device_arg, self.dtype_arg, self.quantize_arg = spec, device, dtype, quantize
+        self.quantized = False
         self.lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._owner: int | None = None
@@ -182,11 +195,12 @@ class _Engine:
 
         from plait.local_models import llama_decoder
 
-        folder = self.spec
+        folder, four_bit_source = self.spec, False
         if self.spec.endswith(".gguf"):
-            from plait.local_models.gguf_cache import cached_gguf_folder
+            from plait.local_models.gguf_cache import cached_gguf_folder, is_4bit
 
             folder = str(cached_gguf_folder(self.spec))
+            four_bit_source = is_4bit(folder)
         device = self.device_arg
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -195,20 +209,28 @@ class _Engine:
             dtype = "bfloat16" if device.startswith("cuda") else "float32"
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
+            model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
         except OSError as e:
             raise OSError(f"Could not load the model {self.spec!r}: {e}. Pass a local model folder, a .gguf "
                           "file, or a hub id that is downloaded (or reachable when HF_HUB_OFFLINE is unset).") from e
-        self.model = model.to(device).eval()
-        self.device = self.model.device
-        cfg = self.model.config
+        model = model.to(device).eval()
+        self.device = model.device
+        cfg = self.config = model.config
         self.window = int(getattr(cfg, "max_position_embeddings", 0) or self.tokenizer.model_max_length)
-        eos: Any = [getattr(self.model.generation_config, "eos_token_id", None), self.tokenizer.eos_token_id]
+        eos: Any = [getattr(model.generation_config, "eos_token_id", None), self.tokenizer.eos_token_id]
         self.eos = {int(t) for e in eos if e is not None for t in (e if isinstance(e, list) else [e])}
-        if llama_decoder.supports(cfg):
-            self.decoder = llama_decoder.LlamaDecoder(self.model)
+        lean = llama_decoder.supports(cfg)
+        can_int4 = lean and self.device.type == "cpu" and llama_decoder.can_quantize(cfg)
+        if self.quantize_arg == "int4" and not can_int4:
+            raise ValueError(f"quantize='int4' is not available for {self.spec!r} on {self.device}: it needs a "
+                             f"{'/'.join(llama_decoder.SUPPORTED)} model on the CPU, sizes that are multiples of 32 "
+                             "and torch >= 2.6. Use quantize='auto' or 'none'.")
+        self.quantized = self.quantize_arg == "int4" or (self.quantize_arg == "auto" and can_int4 and four_bit_source)
+        if lean:
+            self.decoder = llama_decoder.LlamaDecoder(model, quantize="int4" if self.quantized else None)
         else:
-            self.decoder = llama_decoder.HFDecoder(self.model)
+            self.decoder = llama_decoder.HFDecoder(model)
+            self.model = model
 
     def render(self, messages: list[Message]) -> list[int]:
         """Token ids of the conversation with the generation prompt, via the tokenizer's chat template."""

@@ -1,0 +1,170 @@
+"""Local generation speed: plait's TransformersChatModel vs transformers ``generate`` (vs llama.cpp).
+
+Greedy decoding of ``--tokens`` new tokens (default 128) from a fixed chat prompt with the default
+local model (the bundled SmolLM2-135M-Instruct Q4_1 GGUF), all in one run on the same weights:
+
+- plait: ``TransformersChatModel`` as a user gets it (``quantize="auto"``: on a CPU the GGUF's 4-bit
+  weights run through torch's int4 kernel), streamed; tokens/s over the whole call, prefill included.
+- plait float32: the same with ``quantize="none"`` (the dequantized weights in float32), for reference.
+- transformers: ``AutoModelForCausalLM.from_pretrained`` on plait's dequantized copy of the same GGUF
+  (float32 on CPU, bfloat16 on CUDA) and ``model.generate(max_new_tokens=N, min_new_tokens=N)``.
+- llama.cpp: ``llama_cpp.Llama`` on the GGUF file itself, when ``llama-cpp-python`` is installed.
+
+Time to first token (TTFT) uses a chat prompt of about 50 tokens. Each figure is the median of
+``--repeats`` runs after a warm-up. Prints a table; the last line is one JSON object.
+
+    python benchmarks/local_generation.py            # CPU or CUDA (auto)
+    python benchmarks/local_generation.py --quick    # 32 tokens, 1 repeat
+    python benchmarks/local_generation.py --device cpu --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
+SHORT_PROMPT = "In two sentences, what does a lighthouse keeper do all day, and why does it matter?"
+
+
+def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    fn()  # warm-up
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def plait_run(model: Any, prompt: str, tokens: int) -> tuple[float, int, str]:
+    """Stream one greedy reply; returns (seconds to first chunk, completion tokens, text)."""
+    start, first, text, usage = time.perf_counter(), None, [], None
+    for chunk in model.stream(prompt, max_tokens=tokens, temperature=0.0):
+        if first is None:
+            first = time.perf_counter() - start
+        text.append(chunk.content)
+        usage = chunk.usage or usage
+    return first or 0.0, usage.completion_tokens if usage else 0, "".join(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--model", default=None, help="model spec (default: the bundled SmolLM2 GGUF)")
+    parser.add_argument("--quick", action="store_true", help="32 tokens, 1 repeat")
+    args = parser.parse_args()
+    if args.quick:
+        args.tokens, args.repeats = 32, 1
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from plait.defaults import smollm2_gguf_path
+    from plait.local_models.gguf_cache import cached_gguf_folder, is_cached
+    from plait.local_models.transformers_chat import TransformersChatModel
+    from plait.messages import UserMessage
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = args.model or smollm2_gguf_path()
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    rows: list[tuple[str, str, str, str]] = []
+
+    # 1. plait, as a user gets it (first load converts the GGUF once)
+    was_cached = not spec.endswith(".gguf") or is_cached(spec)
+    start = time.perf_counter()
+    plait = TransformersChatModel(spec, device=device).load()
+    load_s = time.perf_counter() - start
+    engine = plait._engine
+    n = args.tokens
+    secs, (_, produced, plait_text) = median_time(lambda: plait_run(plait, PROMPT, n), args.repeats)
+    plait_tok_s = produced / secs
+    prompt_ids = engine.render([UserMessage(content=PROMPT)])
+    short_ids = engine.render([UserMessage(content=SHORT_PROMPT)])
+    ttft_s, _ = median_time(lambda: plait_run(plait, SHORT_PROMPT, 1)[0], max(args.repeats, 5))
+    mode = "int4 (GGUF 4-bit weights), bfloat16 compute" if engine.quantized else str(engine.decoder.dtype)
+    rows.append(("plait", mode, f"{plait_tok_s:.1f}", f"{ttft_s * 1e3:.0f}"))
+
+    # 2. plait on the dequantized float32 weights (no int4), for reference
+    plait_fp32_tok_s = None
+    if engine.quantized:
+        dense = TransformersChatModel(spec, device=device, quantize="none").load()
+        secs_fp32, (_, produced_fp32, _) = median_time(lambda: plait_run(dense, PROMPT, n), args.repeats)
+        plait_fp32_tok_s = produced_fp32 / secs_fp32
+        dense_ttft, _ = median_time(lambda: plait_run(dense, SHORT_PROMPT, 1)[0], max(args.repeats, 5))
+        rows.append(("plait", f"quantize='none' ({dense._engine.decoder.dtype})", f"{plait_fp32_tok_s:.1f}",
+                     f"{dense_ttft * 1e3:.0f}"))
+        del dense
+
+    # 3. transformers generate on the same weights
+    folder = str(cached_gguf_folder(spec)) if spec.endswith(".gguf") else spec
+    hf_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    hf: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=hf_dtype)
+    hf = hf.to(device).eval()
+    ids = torch.tensor([prompt_ids], device=device)
+    short = torch.tensor([short_ids], device=device)
+
+    def hf_generate(x: Any, k: int) -> Any:
+        with torch.inference_mode():
+            return hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=k, min_new_tokens=k,
+                               do_sample=False, pad_token_id=engine.tokenizer.eos_token_id)
+
+    hf_secs, hf_out = median_time(lambda: hf_generate(ids, n), args.repeats)
+    hf_tok_s = n / hf_secs
+    hf_ttft, _ = median_time(lambda: hf_generate(short, 1), max(args.repeats, 5))
+    rows.append(("transformers generate", str(hf_dtype).replace("torch.", ""), f"{hf_tok_s:.1f}",
+                 f"{hf_ttft * 1e3:.0f}"))
+    hf_text = engine.tokenizer.decode(hf_out[0, ids.shape[1]:], skip_special_tokens=True)
+    same_chars = next((i for i, (a, b) in enumerate(zip(plait_text, hf_text, strict=False)) if a != b),
+                      min(len(plait_text), len(hf_text)))
+
+    # 4. llama.cpp, when installed
+    llamacpp_tok_s = None
+    if importlib.util.find_spec("llama_cpp") is not None and spec.endswith(".gguf"):
+        from llama_cpp import Llama
+
+        llm = Llama(model_path=spec, n_ctx=1024, n_threads=torch.get_num_threads(), verbose=False,
+                    n_gpu_layers=-1 if device.startswith("cuda") else 0)
+
+        def llama_run() -> int:
+            out = llm.create_completion(prompt_ids, max_tokens=n, temperature=0.0)
+            return int(out["usage"]["completion_tokens"])
+
+        lsecs, lproduced = median_time(llama_run, args.repeats)
+        llamacpp_tok_s = lproduced / lsecs
+        rows.append(("llama.cpp", "GGUF Q4_1", f"{llamacpp_tok_s:.1f}", "-"))
+    else:
+        rows.append(("llama.cpp", "not installed", "-", "-"))
+
+    print(f"\nGreedy generation, {n} new tokens, prompt {len(prompt_ids)} tokens; TTFT prompt "
+          f"{len(short_ids)} tokens; device {device}, torch threads {torch.get_num_threads()}")
+    print(f"plait load: {load_s:.1f} s ({'cached weights' if was_cached else 'first load, GGUF converted'})")
+    print(f"{'engine':<24}{'weights':<48}{'tokens/s':>10}{'TTFT ms':>10}")
+    for row in rows:
+        print(f"{row[0]:<24}{row[1]:<48}{row[2]:>10}{row[3]:>10}")
+    print(f"plait produced {produced} tokens; its greedy text matches transformers' for the first "
+          f"{same_chars} characters")
+    result = {
+        "device": device, "threads": torch.get_num_threads(), "new_tokens": n, "plait_tokens": produced,
+        "prompt_tokens": len(prompt_ids), "ttft_prompt_tokens": len(short_ids),
+        "plait_tok_s": round(plait_tok_s, 2), "plait_fp32_tok_s": plait_fp32_tok_s and round(plait_fp32_tok_s, 2),
+        "hf_tok_s": round(hf_tok_s, 2), "llamacpp_tok_s": llamacpp_tok_s and round(llamacpp_tok_s, 2),
+        "ratio_vs_hf": round(plait_tok_s / hf_tok_s, 2),
+        "ratio_vs_llamacpp": round(plait_tok_s / llamacpp_tok_s, 2) if llamacpp_tok_s else None,
+        "ttft_ms": round(ttft_s * 1e3, 1), "hf_ttft_ms": round(hf_ttft * 1e3, 1),
+        "plait_quantized": engine.quantized, "same_text_chars_as_hf": same_chars, "load_s": round(load_s, 2),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

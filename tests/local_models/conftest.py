@@ -1,0 +1,26 @@
+"""Fixtures for local-model tests: the bundled SmolLM2, loaded once per session."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Any:
+    """The default local chat model, loaded (the first load converts the GGUF: ~20-40 s on 2 cores)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from plait.local_models.transformers_chat import TransformersChatModel
+
+    start = time.perf_counter()
+    model = TransformersChatModel().load()
+    model.first_load_s = time.perf_counter() - start  # type: ignore[attr-defined]
+    return model
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2: Any) -> Any:
+    return smollm2._engine.tokenizer
