@@ -155,6 +155,15 @@ class ChatModel(Runnable[Any, AssistantMessage]):
 
         return StructuredOutput(self, schema, method=method, include_raw=include_raw)
 
+    def tool_prompt(self, tools: list[Tool], tool_choice: str | None) -> str:
+        """System-message text for prompted tool calling; a backend may override it with the format its
+        model family was trained on (the parser also reads ``<tool_call>`` tags and ``{"name": ...}``)."""
+        return pt.tool_instructions(tools, tool_choice)
+
+    def json_prompt(self, response_format: dict[str, Any]) -> str:
+        """System-message text asking for JSON output, for a backend without native JSON schema."""
+        return pt.json_instructions(response_format)
+
     def _prepare(self, messages: list[Message],
                  options: dict[str, Any]) -> tuple[list[Message], dict[str, Any], list[Tool] | None]:
         """Take over tools / JSON schema for a backend without them; returns the tools to parse for."""
@@ -165,10 +174,10 @@ class ChatModel(Runnable[Any, AssistantMessage]):
             if any(k in options for k in _TOOL_OPTIONS):
                 options = {k: v for k, v in options.items() if k not in _TOOL_OPTIONS}
             if tools and choice != "none":
-                messages = pt.add_system(messages, pt.tool_instructions(tools, choice))
+                messages = pt.add_system(messages, self.tool_prompt(tools, choice))
                 prompted = tools
         if options.get("response_format") and not self.supports_json_schema:
-            messages = pt.add_system(messages, pt.json_instructions(options["response_format"]))
+            messages = pt.add_system(messages, self.json_prompt(options["response_format"]))
             options = {k: v for k, v in options.items() if k != "response_format"}
         return messages, options, prompted
 

@@ -157,6 +157,17 @@ async def test_prompted_astream_and_ainvoke() -> None:
     assert (await bound.ainvoke("x")).tool_calls[0].name == "get_weather"
 
 
+def test_a_backend_can_use_its_own_tool_prompt() -> None:
+    class HermesStyle(EchoChatModel):
+        def tool_prompt(self, tools: list[Any], tool_choice: str | None) -> str:
+            return "<tools>" + json.dumps([t.spec() for t in tools]) + "</tools>"
+
+    model = HermesStyle(['<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>'])
+    msg = model.bind_tools([get_weather]).invoke("Rome?")
+    assert msg.tool_calls[0].arguments == {"city": "Rome"}
+    assert model.sent[0][0][0].content.startswith("<tools>[{")
+
+
 def test_tool_history_is_rewritten_for_a_backend_without_tools() -> None:
     model = EchoChatModel(["It is sunny."])
     model.bind_tools([get_weather]).invoke([
