@@ -203,6 +203,7 @@ class ChatModelContract:
     def test_structured_output_is_a_validated_object(self, model: ChatModel) -> None:
         if not self.json_reliable:
             pytest.skip("this model is not reliable enough at JSON answers (json_reliable = False)")
-        result = model.with_structured_output(Capital).invoke("What is the capital of France?")
+        result = model.with_structured_output(Capital).invoke(
+            "The country is France and the capital is Paris. Fill in the country and its capital.")
         assert isinstance(result, Capital)
         assert "paris" in result.capital.lower()

@@ -9,8 +9,9 @@ malformed JSON bodies and SSE events.
 
 Replies are deterministic: scripted ones in order (:meth:`OpenAIServer.reply`); else, where the
 request forces a tool (``tool_choice``, or plait's prompted "You must call the tool 'X' now."), a
-call to it whose string arguments are the last capitalised word of the request (a stand-in for a
-model that follows instructions); else an echo of the last user message (``"You said: ..."``).
+call to it; where it asks for JSON output (``response_format``, or plait's prompted schema), an
+object fitting the schema. Values are read literally from the request (see ``_fill``): a stand-in
+for a model that follows instructions. Else an echo of the last user message (``"You said: ..."``).
 Text is cut by ``stop`` and ``max_tokens`` (words are tokens).
 Embeddings are hashed bags of words (texts sharing words are similar), normalised.
 
@@ -165,6 +166,9 @@ class OpenAIServer:
             if native:
                 return Reply(None, tool_calls=[call])
             return Reply(json.dumps({"tool": name, "arguments": call["arguments"]}))
+        schema = _asked_schema(body)
+        if schema is not None:  # JSON output: native response_format, or asked for in the prompt
+            return Reply(json.dumps(_fill(schema, str(text))))
         return Reply(f"You said: {text}")
 
 
@@ -189,13 +193,37 @@ def _forced_tool(body: dict[str, Any]) -> tuple[str, dict[str, Any], bool] | Non
     return None
 
 
+_PROMPTED_SCHEMA = re.compile(r"matches this JSON schema:\n(\{.*\})", re.DOTALL)
+
+
+def _asked_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema the answer must fit, if the request asks for one."""
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        return fmt.get("json_schema", {}).get("schema", {})
+    system = " ".join(str(m.get("content")) for m in body["messages"] if m.get("role") == "system")
+    m = _PROMPTED_SCHEMA.search(system)
+    return json.loads(m.group(1)) if m else None
+
+
 def _fill(schema: dict[str, Any], text: str) -> dict[str, Any]:
-    """Arguments for the required parameters: strings get the last capitalised word of the request."""
+    """Values for the required fields, read literally from the request.
+
+    A string field ``f`` takes the capitalised word after "f is" ("the city is Paris"), else the
+    last capitalised word of the request; numbers are 0, booleans false, lists and objects empty.
+    """
     names = re.findall(r"\b[A-Z][a-z]+\b", text)
-    values = {"string": names[-1] if names else "", "integer": 0, "number": 0.0, "boolean": False,
-              "array": [], "object": {}}
+    defaults = {"integer": 0, "number": 0.0, "boolean": False, "array": [], "object": {}}
     props = schema.get("properties", {})
-    return {k: values.get(props.get(k, {}).get("type", "string"), None) for k in schema.get("required", [])}
+    out: dict[str, Any] = {}
+    for key in schema.get("required", []):
+        kind = props.get(key, {}).get("type", "string")
+        if kind == "string":
+            named = re.search(rf"\b{re.escape(key)}\s+is\s+([A-Z]\w*)", text, re.IGNORECASE)
+            out[key] = named.group(1) if named else (names[-1] if names else "")
+        else:
+            out[key] = defaults.get(kind)
+    return out
 
 
 def _error(status: int, message: str, type_: str, code: str | None = None, param: str | None = None) -> dict:

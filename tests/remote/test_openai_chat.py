@@ -16,7 +16,8 @@ from tests.remote.openai_server import OpenAIServer, Reply
 
 
 class TestOpenAIChatContract(ChatModelContract):
-    tools_reliable = True  # the server calls a forced tool (see openai_server)
+    tools_reliable = True  # the server calls a forced tool and fills a JSON schema (see openai_server)
+    json_reliable = True
 
     @pytest.fixture
     def model(self, chat: OpenAIChatModel) -> OpenAIChatModel:
@@ -26,7 +27,8 @@ class TestOpenAIChatContract(ChatModelContract):
 class TestPromptedToolsOverOpenAIContract(ChatModelContract):
     """The same server with native tools and JSON schema switched off: plait prompts for them."""
 
-    tools_reliable = True  # the server follows plait's prompted "You must call the tool" instruction
+    tools_reliable = True  # the server follows plait's prompted tool and JSON instructions
+    json_reliable = True
 
     @pytest.fixture
     def model(self, server: OpenAIServer) -> OpenAIChatModel:
