@@ -89,8 +89,9 @@ def short_source(path: str | None) -> str:
     return path if rel.startswith("..") else rel
 
 
-def print_sources(result: Any, out: TextIO = sys.stdout) -> None:
+def print_sources(result: Any, out: TextIO | None = None) -> None:
     """The cited sources (path, page, characters), then what else was retrieved."""
+    out = out or sys.stdout
     if not result.sources:
         return
     cited = {s.number for s in result.citations}
