@@ -88,11 +88,20 @@ class MultiQueryRetriever(Runnable[str, list[Document]]):
     def get_name(self) -> str:
         return self.name or "MultiQueryRetriever"
 
+    def _messages(self, query: str) -> list[Message]:
+        return [SystemMessage(content=self.prompt.format(n=self.n_variants)), UserMessage(content=query)]
+
     def variants(self, query: str) -> list[str]:
         """The original query followed by the model's variants."""
         with tracing.start_run("query_variants", query) as run:
-            reply = self.model.invoke([SystemMessage(content=self.prompt.format(n=self.n_variants)),
-                                       UserMessage(content=query)])
+            reply = self.model.invoke(self._messages(query))
+            text = reply.content if isinstance(reply, Message) else str(reply)
+            run.output = [query, *parse_variants(text, self.n_variants, query)]
+        return run.output
+
+    async def avariants(self, query: str) -> list[str]:
+        with tracing.start_run("query_variants", query) as run:
+            reply = await self.model.ainvoke(self._messages(query))
             text = reply.content if isinstance(reply, Message) else str(reply)
             run.output = [query, *parse_variants(text, self.n_variants, query)]
         return run.output
@@ -103,6 +112,6 @@ class MultiQueryRetriever(Runnable[str, list[Document]]):
         return reciprocal_rank_fusion(results, self.rrf_k, self.k)
 
     async def ainvoke(self, input: str, **kwargs: Any) -> list[Document]:
-        queries = self.variants(input)
+        queries = await self.avariants(input)
         results = await self.retriever.abatch(queries)
         return reciprocal_rank_fusion(results, self.rrf_k, self.k)

@@ -35,3 +35,12 @@ def test_variants_are_searched_and_fused():
     out = r.invoke("how to stream")
     assert sorted(seen) == sorted(["how to stream", "how are tokens sent", "chunks of output"])
     assert out[0].id == "2" and len(out) == 3
+
+
+async def test_async_variants_and_fusion():
+    from plait.runnable import Lambda
+
+    model = FakeChatModel(["other words"])
+    r = MultiQueryRetriever(Lambda(lambda q: [d(len(q))]), model, n_variants=1, k=5)
+    out = await r.ainvoke("query")
+    assert sorted(x.id for x in out) == ["11", "5"]
