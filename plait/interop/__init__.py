@@ -1,1 +1,1 @@
-"""plait.interop."""
+"""Interop with other frameworks: :mod:`plait.interop.langchain` (needs ``plait[langchain]``)."""
