@@ -12,10 +12,10 @@ from plait.local_models.shapes_checker import check, read, score_many
 from plait.local_models.shapes_data import (
     HELD_OUT_PAIRS,
     all_captions,
+    benchmark_scenes,
     parse_caption,
     render,
     sample_scenes,
-    benchmark_scenes,
 )
 
 
