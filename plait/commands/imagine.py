@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.scale > 1:
         from PIL import Image
 
-        result.images = [img.resize((img.width * args.scale, img.height * args.scale), Image.NEAREST)
+        result.images = [img.resize((img.width * args.scale, img.height * args.scale), Image.Resampling.NEAREST)
                          for img in result.images]
     paths = result.save(args.output)
     p = result.parameters

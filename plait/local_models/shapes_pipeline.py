@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diffusers import DiffusionPipeline, ImagePipelineOutput
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 #: Where the text encoder comes from when the folder carries none.
@@ -72,7 +72,7 @@ class PlaitShapesPipeline(DiffusionPipeline):
         text_encoder_source: where a missing text encoder is resolved from (recorded in the config).
     """
 
-    model_cpu_offload_seq = "text_encoder->unet"
+    model_cpu_offload_seq = "text_encoder->unet"  # type: ignore[assignment]
     _optional_components = ["text_encoder", "tokenizer"]
     _callback_tensor_inputs = ["latents", "pred_original"]
 
@@ -87,19 +87,19 @@ class PlaitShapesPipeline(DiffusionPipeline):
     @property
     def size_multiple(self) -> int:
         """Width and height must be multiples of this (patch size times the UNet's downsampling)."""
-        return int(self.config.patch_size) * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        return int(self.config["patch_size"]) * 2 ** (len(self.unet.config.block_out_channels) - 1)
 
     @property
     def default_size(self) -> int:
         """The image side the model was trained at."""
-        return int(self.unet.config.sample_size) * int(self.config.patch_size)
+        return int(self.unet.config.sample_size) * int(self.config["patch_size"])
 
     # --- text ------------------------------------------------------------------------------------
     def _text_parts(self) -> tuple[Any, Any]:
         if self.text_encoder is not None and self.tokenizer is not None:
             return self.tokenizer, self.text_encoder
-        if self.config.text_encoder_source != BUNDLED_TEXT_ENCODER:
-            raise ValueError(f"This pipeline's text encoder is {self.config.text_encoder_source!r}, which is not "
+        if self.config["text_encoder_source"] != BUNDLED_TEXT_ENCODER:
+            raise ValueError(f"This pipeline's text encoder is {self.config['text_encoder_source']!r}, which is not "
                              "in its folder: pass text_encoder= and tokenizer= to from_pretrained")
         if self._bundled is None:  # kept off the registered components so save_pretrained does not copy it
             self._bundled = load_bundled_text_encoder()
@@ -169,10 +169,13 @@ class PlaitShapesPipeline(DiffusionPipeline):
             if len(negatives) != batch:
                 raise ValueError(f"{len(negatives)} negative prompts for {batch} prompts")
             negative_prompt_embeds, negative_prompt_attention_mask = self.encode_prompt(negatives, device)
+        assert prompt_attention_mask is not None
         if do_cfg and negative_prompt_attention_mask is None:
+            assert negative_prompt_embeds is not None
             negative_prompt_attention_mask = torch.ones(negative_prompt_embeds.shape[:2], dtype=torch.long, device=device)
         cond, cond_mask = _repeat(prompt_embeds, prompt_attention_mask, num_images_per_prompt)
         if do_cfg:
+            assert negative_prompt_embeds is not None and negative_prompt_attention_mask is not None
             uncond, uncond_mask = _repeat(negative_prompt_embeds, negative_prompt_attention_mask, num_images_per_prompt)
             cond, cond_mask = _pad_cat(uncond, uncond_mask, cond, cond_mask)
         cond = cond.to(device=device, dtype=self.unet.dtype)
@@ -183,7 +186,7 @@ class PlaitShapesPipeline(DiffusionPipeline):
         timesteps = self.scheduler.timesteps
 
         # 4. Starting noise, in the unet's (pixel-unshuffled) space, scaled as the scheduler wants
-        p = int(self.config.patch_size)
+        p = int(self.config["patch_size"])
         n = batch * num_images_per_prompt
         shape = (n, self.unet.config.in_channels, height // p, width // p)
         if latents is None:
