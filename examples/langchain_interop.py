@@ -5,6 +5,7 @@ Run: python examples/langchain_interop.py
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from langchain_core.documents import Document as LCDocument
@@ -27,8 +28,8 @@ class KeywordRetriever(BaseRetriever):
     docs: list[LCDocument]
 
     def _get_relevant_documents(self, query: str, *, run_manager: Any) -> list[LCDocument]:
-        words = set(query.lower().split())
-        return [d for d in self.docs if words & set(d.page_content.lower().split())]
+        words = {w for w in re.findall(r"[a-z]+", query.lower()) if len(w) > 3}
+        return [d for d in self.docs if words & set(re.findall(r"[a-z]+", d.page_content.lower()))]
 
 
 def main(model: Any = None) -> tuple[str, Any]:

@@ -150,12 +150,13 @@ def _words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
 
 
-def infer_citations(answer: str, docs: Sequence[Document], max_citations: int = 2,
+def infer_citations(answer: str, docs: Sequence[Document], max_citations: int = 1,
                     min_overlap: float = 0.2) -> list[int]:
     """Passages (1-based) that best support the answer by word overlap, for answers with no markers.
 
     A passage qualifies when at least ``min_overlap`` of the answer's content words occur in it;
-    the best ``max_citations`` qualifying passages are returned, best first.
+    the best ``max_citations`` qualifying passages are returned, best first (ties go to the
+    passage ranked higher by the retriever).
     """
     words = _words(_MARKER.sub(" ", answer))
     if not words:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from plait.chains.rag import RAGChain, RelevanceGate
-from tests.app_support import docs_store, local_model  # noqa: F401
+from tests.app_support import docs_store, embeddings, local_model  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
