@@ -27,7 +27,9 @@ def test_every_example_is_tested():
     assert on_disk <= tested, f"untested examples: {sorted(on_disk - tested)}"
 
 
+@pytest.mark.slow
 def test_quickstart_runs_as_a_script():
+    """The script entry point in a fresh process (slow: imports torch and loads the model again)."""
     env = {**os.environ, "PLAIT_EXAMPLE_MODEL": "local"}
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")], capture_output=True,
                          text=True, env=env, timeout=300)
