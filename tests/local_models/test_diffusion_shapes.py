@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -132,3 +133,22 @@ def test_training_script_runs_and_saves_a_loadable_pipeline(tmp_path: Path, one_
 
     result = DiffusersImageModel(str(out), device="cpu", steps=2).invoke({"prompt": "a red circle", "seed": 0})
     assert result.images[0].size == (16, 16)
+
+
+def test_text_to_image_example_streams_tokens_then_progress(tmp_path: Path, one_thread, capsys) -> None:
+    pytest.importorskip("diffusers")
+    from examples.text_to_image import run, to_caption
+    from plait.fake import FakeChatModel
+    from plait.local_models.diffusers_image import DiffusersImageModel
+
+    # the LLM's words where they fit the vocabulary, the user's own words win, gaps get defaults
+    assert to_caption({"request": "a big blue thing", "rewrite": "a small blue square at the top"}) == \
+        "a large blue square at the top"
+    assert to_caption({"request": "hello", "rewrite": "I cannot draw"}) == "a red circle in the center"
+    llm = FakeChatModel(["a small blue square at the top"])
+    result = asyncio.run(run("draw a blue box at the top", str(tmp_path / "out.png"), model=llm,
+                             image_model=DiffusersImageModel(device="cpu", steps=3)))
+    out = capsys.readouterr().out
+    assert out.index("square") < out.index("drawing: step 1/3") < out.index("step 3/3")
+    assert result.parameters["prompt"] == "a small blue square at the top"
+    assert (tmp_path / "out.png").exists()
