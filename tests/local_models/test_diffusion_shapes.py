@@ -135,6 +135,7 @@ def test_training_script_runs_and_saves_a_loadable_pipeline(tmp_path: Path, one_
     assert result.images[0].size == (16, 16)
 
 
+@pytest.mark.slow
 def test_text_to_image_example_streams_tokens_then_progress(tmp_path: Path, one_thread, capsys) -> None:
     pytest.importorskip("diffusers")
     from examples.text_to_image import run, to_caption
