@@ -14,7 +14,7 @@ from plait.local_models.embeddings import (
 )
 
 TEXTS = ["The cat sat on the mat.", "Quantum computers use qubits.",
-         "A very long sentence " + "about many things " * 40, "Dogs bark."]
+         "A very long sentence " + "about many different things " * 80, "Dogs bark."]
 
 
 @pytest.fixture(scope="module")

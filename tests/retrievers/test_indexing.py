@@ -21,13 +21,13 @@ pytestmark = pytest.mark.integration
 TOPICS = ["rivers", "volcanoes", "bees", "glaciers", "comets", "forests", "deserts", "coral reefs"]
 
 
-def make_corpus(root: Path, n: int = 24) -> Path:
+def make_corpus(root: Path, n: int = 12) -> Path:
     rng = random.Random(7)
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         topic = TOPICS[i % len(TOPICS)]
         sentences = [f"Fact {j} about {topic} number {i}: {' '.join(rng.sample(TOPICS, 3))} interact in season {j}."
-                     for j in range(rng.randint(3, 14))]
+                     for j in range(10 if i == 1 else rng.randint(2, 8))]
         suffix = ".md" if i % 3 == 0 else ".txt"
         body = (f"# {topic.title()} {i}\n\n" if suffix == ".md" else "") + "\n".join(sentences)
         (root / f"doc{i:02d}{suffix}").write_text(body, encoding="utf-8")
@@ -58,16 +58,16 @@ def test_rerun_writes_nothing_and_changes_are_tracked(data, tmp_path, embeddings
     store = ChromaStore("docs", path=tmp_path / "db", embeddings=embeddings)
     indexer = make_indexer(store, embeddings)
     first = indexer.ingest(data)
-    assert first.files_added == 24 and first.chunks_written == store.count() > 24 and not first.skipped
+    assert first.files_added == 12 and first.chunks_written == store.count() > 12 and not first.skipped
     again = indexer.ingest(data)
-    assert (again.files_unchanged, again.chunks_written, again.chunks_deleted) == (24, 0, 0)
+    assert (again.files_unchanged, again.chunks_written, again.chunks_deleted) == (12, 0, 0)
 
     # a changed file: only its chunks change; chunks it kept are reused, not re-embedded
     target = data / "doc01.txt"
     lines = target.read_text(encoding="utf-8").split("\n")
     target.write_text("\n".join(lines + ["A brand new closing sentence about auroras."]), encoding="utf-8")
     changed = indexer.ingest(data)
-    assert changed.files_updated == 1 and changed.files_unchanged == 23
+    assert changed.files_updated == 1 and changed.files_unchanged == 11
     assert 0 < changed.chunks_written <= 2 and changed.chunks_reused > 0
     assert store.as_retriever("bm25", k=1).invoke("auroras")[0].metadata["source"] == str(target)
 
@@ -146,7 +146,7 @@ def test_sigkill_mid_ingestion_then_rerun_equals_one_clean_run(data, tmp_path, e
         for line in proc.stdout:
             if line.startswith("wrote"):
                 writes += 1
-                if writes == 3:  # part way: some batches done, the next one in flight
+                if writes == 2:  # part way: some batches done, the next one in flight
                     proc.send_signal(signal.SIGKILL)
                     break
             if line.startswith("done"):
@@ -161,7 +161,7 @@ def test_sigkill_mid_ingestion_then_rerun_equals_one_clean_run(data, tmp_path, e
     report: IngestReport = indexer.ingest(data)
     assert report.files_unchanged > 0 and report.files_added + report.files_updated > 0
     rerun = indexer.ingest(data)
-    assert rerun.chunks_written == 0 and rerun.files_unchanged == 24
+    assert rerun.chunks_written == 0 and rerun.files_unchanged == 12
 
     clean_store = ChromaStore("docs", path=tmp_path / "clean", embeddings=embeddings)
     clean = make_indexer(clean_store, embeddings)
