@@ -46,14 +46,17 @@ class Sampler:
         if self.greedy:
             return int(logits.argmax())
         logits = logits / self.temperature
-        if self.top_k is not None and self.top_k < logits.shape[-1]:
-            kth = torch.topk(logits, self.top_k).values[-1]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        if self.top_p is not None and self.top_p < 1:
-            # 1. sort, 2. drop tokens once the cumulative probability *before* them reaches top_p
-            sorted_logits, order = torch.sort(logits, descending=True)
-            probs = sorted_logits.softmax(-1)
-            drop = probs.cumsum(-1) - probs >= self.top_p
+        if self.top_k is not None or (self.top_p is not None and self.top_p < 1):
+            # 1. sort (stable, so tied tokens keep the order argmax sees: top_k=1 is exactly greedy)
+            sorted_logits, order = torch.sort(logits, descending=True, stable=True)
+            drop = torch.zeros_like(sorted_logits, dtype=torch.bool)
+            # 2. keep the k best
+            if self.top_k is not None:
+                drop[self.top_k:] = True
+            # 3. drop tokens once the probability mass *before* them reaches top_p
+            if self.top_p is not None and self.top_p < 1:
+                probs = sorted_logits.softmax(-1)
+                drop |= probs.cumsum(-1) - probs >= self.top_p
             logits = logits.masked_fill(drop.scatter(0, order, drop), float("-inf"))
         probs = logits.softmax(-1)
         return int(torch.multinomial(probs, 1, generator=self.generator))

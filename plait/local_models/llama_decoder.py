@@ -142,6 +142,7 @@ class LlamaDecoder:
         self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
         self.eps = cfg.rms_norm_eps
+        self.scale = self.head_dim ** -0.5
         self.max_positions = cfg.max_position_embeddings
         self.device = model.device
         # Quantized weights compute in bfloat16 (what the int4/int8 kernels take).
@@ -205,12 +206,10 @@ class LlamaDecoder:
         self.pos = 0
 
     def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        import torch
+        import torch.nn.functional as F
 
-        # Same order of operations as transformers' LlamaRMSNorm: normalise in float32, cast, scale.
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return weight * h.to(x.dtype)
+        # torch's fused kernel normalises in float32 inside, like transformers' LlamaRMSNorm.
+        return F.rms_norm(x, weight.shape, weight, self.eps)
 
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """Feed token ids (1-D) at the current position; returns the logits of the last one (float32)."""
@@ -232,18 +231,23 @@ class LlamaDecoder:
         if causal and start > 0:  # continuing a sequence with several tokens: explicit offset mask
             mask = torch.ones(t, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
             causal = False
+        group = nh // nkv
         for i, (w_in, qkv_proj, o_proj, w_post, gate_up_proj, down_proj) in enumerate(self.layers):
-            # 3. attention: fused q/k/v projection, rope, write k/v into the cache, attend
+            # 3. attention: fused q/k/v projection, rope on q and k together, k/v into the cache
             h = qkv_proj(self._rms(x, w_in))
-            q, k, v = h.split((nh * hd, nkv * hd, nkv * hd), dim=-1)
-            q = q.view(t, nh, hd).transpose(0, 1)
-            k = k.view(t, nkv, hd).transpose(0, 1)
-            q = q * cos + torch.cat((-q[..., half:], q[..., :half]), dim=-1) * sin
-            k = k * cos + torch.cat((-k[..., half:], k[..., :half]), dim=-1) * sin
-            self.k_cache[i, :, start:end] = k
-            self.v_cache[i, :, start:end] = v.view(t, nkv, hd).transpose(0, 1)
-            a = F.scaled_dot_product_attention(q, self.k_cache[i, :, :end], self.v_cache[i, :, :end],
-                                               attn_mask=mask, is_causal=causal, enable_gqa=nkv != nh)
+            qk = h[:, :(nh + nkv) * hd].view(t, nh + nkv, hd).transpose(0, 1)
+            qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), dim=-1) * sin
+            q = qk[:nh]
+            self.k_cache[i, :, start:end] = qk[nh:]
+            self.v_cache[i, :, start:end] = h[:, (nh + nkv) * hd:].view(t, nkv, hd).transpose(0, 1)
+            keys, values = self.k_cache[i, :, :end], self.v_cache[i, :, :end]
+            if t == 1:
+                # one new token attends to everything cached: each k/v head serves `group` query heads
+                scores = torch.matmul(q.view(nkv, group, hd), keys.transpose(1, 2)) * self.scale
+                a = torch.matmul(scores.float().softmax(-1).to(values.dtype), values).view(nh, 1, hd)
+            else:
+                a = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal,
+                                                   enable_gqa=nkv != nh)
             x = x + o_proj(a.transpose(0, 1).reshape(t, nh * hd))
             # 4. SwiGLU MLP: fused gate/up projection
             gate, up = gate_up_proj(self._rms(x, w_post)).chunk(2, dim=-1)
@@ -257,9 +261,13 @@ class HFDecoder:
     """The same ``start``/``step`` interface over any transformers causal LM, with a DynamicCache."""
 
     def __init__(self, model: Any) -> None:
+        import inspect
+
         self.model = model
         self.device = model.device
         self.cache: Any = None
+        # transformers 5.x renames ``past_key_values`` to ``cache``; older and remote-code models use the old name.
+        self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.pos = 0
 
     def start(self, max_len: int) -> None:
@@ -273,8 +281,7 @@ class HFDecoder:
 
         t = ids.shape[0]
         positions = torch.arange(self.pos, self.pos + t, device=self.device)[None]
-        out = self.model(input_ids=ids[None], past_key_values=self.cache, use_cache=True,
-                         position_ids=positions, logits_to_keep=1)
-        self.cache = out.past_key_values
+        out = self.model(input_ids=ids[None], use_cache=True, position_ids=positions, logits_to_keep=1,
+                         **{self.cache_arg: self.cache})  # the cache object fills up in place
         self.pos += t
         return out.logits[0, -1].float()

@@ -131,7 +131,7 @@ def test_drop_oldest_truncation_keeps_system_and_last_message(smollm2: Transform
     small = copy.copy(smollm2)
     small.context_window, small.truncation = 80, "drop_oldest"
     engine = smollm2._engine
-    messages = [SystemMessage(content="Answer briefly."), UserMessage(content="apple " * 30),
+    messages = [SystemMessage(content="Answer briefly."), UserMessage(content="apple " * 60),
                 UserMessage(content="banana " * 5), UserMessage(content="What is the capital of France?")]
     ids = small._prompt_ids(engine, messages)
     text = engine.tokenizer.decode(ids)
@@ -178,7 +178,8 @@ def test_gguf_cache_makes_the_second_load_fast(smollm2: TransformersChatModel) -
     start = time.perf_counter()
     fresh = TransformersChatModel().load()  # a new engine: reads the safetensors cache
     second = time.perf_counter() - start
-    assert second < 5, f"second load took {second:.1f} s"
+    first = smollm2.first_load_s  # included converting the GGUF (this session's PLAIT_HOME starts empty)
+    assert second < 5 or second < first / 4, f"second load took {second:.1f} s, the first {first:.1f} s"
     assert fresh.invoke("What is the capital of France?").content == smollm2.invoke(
         "What is the capital of France?").content
 
