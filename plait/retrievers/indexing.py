@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,10 @@ class _Pending:
     existed: bool
 
 
+def _advance(bar: Any, n: int, _future: Any) -> None:
+    bar.update(n)
+
+
 def _progress(enabled: bool, **kwargs: Any) -> Any:
     from tqdm.auto import tqdm
 
@@ -301,7 +306,7 @@ class Indexer:
                 if pending is not None:
                     pending.result()
                 pending = writer.submit(self.store.upsert, part, embeddings=vectors)
-                pending.add_done_callback(lambda _f, n=len(part): bar.update(n))
+                pending.add_done_callback(partial(_advance, bar, len(part)))
             if pending is not None:
                 pending.result()
 
