@@ -11,7 +11,8 @@ local model (the bundled SmolLM2-135M-Instruct Q4_1 GGUF), all in one run on the
 - llama.cpp: ``llama_cpp.Llama`` on the GGUF file itself, when ``llama-cpp-python`` is installed.
 
 Time to first token (TTFT) uses a chat prompt of about 50 tokens. Each figure is the median of
-``--repeats`` runs after a warm-up. Prints a table; the last line is one JSON object.
+``--repeats`` rounds after a warm-up round; within a round the engines take turns, so a shared
+machine's changing load hits them alike. Prints a table; the last line is one JSON object.
 
     python benchmarks/local_generation.py            # CPU or CUDA (auto)
     python benchmarks/local_generation.py --quick    # 32 tokens, 1 repeat
@@ -79,37 +80,20 @@ def main() -> None:
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     rows: list[tuple[str, str, str, str]] = []
 
-    # 1. plait, as a user gets it (first load converts the GGUF once)
+    # 1. load: plait as a user gets it (the first load converts the GGUF once), plait float32, transformers
     was_cached = not spec.endswith(".gguf") or is_cached(spec)
     start = time.perf_counter()
     plait = TransformersChatModel(spec, device=device).load()
     load_s = time.perf_counter() - start
     engine = plait._engine
-    n = args.tokens
-    secs, (_, produced, plait_text) = median_time(lambda: plait_run(plait, PROMPT, n), args.repeats)
-    plait_tok_s = produced / secs
-    prompt_ids = engine.render([UserMessage(content=PROMPT)])
-    short_ids = engine.render([UserMessage(content=SHORT_PROMPT)])
-    ttft_s, _ = median_time(lambda: plait_run(plait, SHORT_PROMPT, 1)[0], max(args.repeats, 5))
-    mode = "int4 (GGUF 4-bit weights), bfloat16 compute" if engine.quantized else str(engine.decoder.dtype)
-    rows.append(("plait", mode, f"{plait_tok_s:.1f}", f"{ttft_s * 1e3:.0f}"))
-
-    # 2. plait on the dequantized float32 weights (no int4), for reference
-    plait_fp32_tok_s = None
-    if engine.quantized:
-        dense = TransformersChatModel(spec, device=device, quantize="none").load()
-        secs_fp32, (_, produced_fp32, _) = median_time(lambda: plait_run(dense, PROMPT, n), args.repeats)
-        plait_fp32_tok_s = produced_fp32 / secs_fp32
-        dense_ttft, _ = median_time(lambda: plait_run(dense, SHORT_PROMPT, 1)[0], max(args.repeats, 5))
-        rows.append(("plait", f"quantize='none' ({dense._engine.decoder.dtype})", f"{plait_fp32_tok_s:.1f}",
-                     f"{dense_ttft * 1e3:.0f}"))
-        del dense
-
-    # 3. transformers generate on the same weights
+    dense = TransformersChatModel(spec, device=device, quantize="none").load() if engine.quantized else None
     folder = str(cached_gguf_folder(spec)) if spec.endswith(".gguf") else spec
     hf_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     hf: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=hf_dtype)
     hf = hf.to(device).eval()
+    n = args.tokens
+    prompt_ids = engine.render([UserMessage(content=PROMPT)])
+    short_ids = engine.render([UserMessage(content=SHORT_PROMPT)])
     ids = torch.tensor([prompt_ids], device=device)
     short = torch.tensor([short_ids], device=device)
 
@@ -118,12 +102,42 @@ def main() -> None:
             return hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=k, min_new_tokens=k,
                                do_sample=False, pad_token_id=engine.tokenizer.eos_token_id)
 
-    hf_secs, hf_out = median_time(lambda: hf_generate(ids, n), args.repeats)
-    hf_tok_s = n / hf_secs
-    hf_ttft, _ = median_time(lambda: hf_generate(short, 1), max(args.repeats, 5))
+    # 2. time them in turns (plait, plait float32, transformers, again...), so that a change in the load
+    #    of a shared machine hits all of them alike; medians after one warm-up round
+    runs: dict[str, Callable[[], Any]] = {
+        "plait": lambda: plait_run(plait, PROMPT, n), "hf": lambda: hf_generate(ids, n),
+        "plait_ttft": lambda: plait_run(plait, SHORT_PROMPT, 1), "hf_ttft": lambda: hf_generate(short, 1)}
+    if dense is not None:
+        runs["dense"] = lambda: plait_run(dense, PROMPT, n)
+        runs["dense_ttft"] = lambda: plait_run(dense, SHORT_PROMPT, 1)
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    results: dict[str, Any] = {}
+    for round_ in range(args.repeats + 1):
+        for name, fn in runs.items():
+            for _ in range(2 if name.endswith("ttft") else 1):
+                t0 = time.perf_counter()
+                results[name] = fn()
+                elapsed = time.perf_counter() - t0
+                if name in ("plait_ttft", "dense_ttft"):
+                    elapsed = results[name][0]  # time to the first streamed chunk
+                if round_:
+                    times[name].append(elapsed)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    produced, plait_text = results["plait"][1], results["plait"][2]
+    plait_tok_s = produced / med["plait"]
+    ttft_s = med["plait_ttft"]
+    mode = "int4 (GGUF 4-bit weights), bfloat16 compute" if engine.quantized else str(engine.decoder.dtype)
+    rows.append(("plait", mode, f"{plait_tok_s:.1f}", f"{ttft_s * 1e3:.0f}"))
+    plait_fp32_tok_s = None
+    if dense is not None:
+        plait_fp32_tok_s = results["dense"][1] / med["dense"]
+        rows.append(("plait", f"quantize='none' ({dense._engine.decoder.dtype})", f"{plait_fp32_tok_s:.1f}",
+                     f"{med['dense_ttft'] * 1e3:.0f}"))
+    hf_tok_s = n / med["hf"]
+    hf_ttft = med["hf_ttft"]
     rows.append(("transformers generate", str(hf_dtype).replace("torch.", ""), f"{hf_tok_s:.1f}",
                  f"{hf_ttft * 1e3:.0f}"))
-    hf_text = engine.tokenizer.decode(hf_out[0, ids.shape[1]:], skip_special_tokens=True)
+    hf_text = engine.tokenizer.decode(results["hf"][0, ids.shape[1]:], skip_special_tokens=True)
     same_chars = next((i for i, (a, b) in enumerate(zip(plait_text, hf_text, strict=False)) if a != b),
                       min(len(plait_text), len(hf_text)))
 

@@ -152,6 +152,12 @@ def test_errors_for_bad_input() -> None:
         TransformersChatModel(top_kk=3)
 
 
+def test_unknown_hub_id_offline_names_the_id(smollm2: TransformersChatModel) -> None:
+    model = TransformersChatModel("someorg/no-such-model")  # HF_HUB_OFFLINE=1 in tests
+    with pytest.raises(OSError, match="someorg/no-such-model"):
+        model.invoke("hi")
+
+
 def test_bad_sampling_values_are_errors(smollm2: TransformersChatModel) -> None:
     with pytest.raises(ValueError, match="top_p"):
         smollm2.invoke("hi", temperature=1.0, top_p=1.5)
