@@ -216,3 +216,20 @@ def test_shapes_pipeline_streams_previews_and_is_deterministic(shapes_folder: st
     g1 = _pixels(model.invoke({"prompt": "a blue square at the top", "seed": 4, "guidance_scale": 1.0}))
     g5 = _pixels(model.invoke({"prompt": "a blue square at the top", "seed": 4, "guidance_scale": 5.0}))
     assert not np.array_equal(g1, g5)
+
+
+def test_imagine_command_writes_the_image_with_a_progress_bar(sd_folder: str, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    from plait.cli import main
+
+    out = tmp_path / "out.png"
+    assert main(["imagine", "a red circle", "-o", str(out), "--model", sd_folder, "--steps", "3", "--seed", "4",
+                 "--scheduler", "euler_a", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "step 3/3" in captured.err and "seed 4" in captured.out
+    assert Image.open(out).size == (16, 16)
+    assert main(["imagine", "x", "-o", str(out), "--model", sd_folder, "--scheduler", "nope", "--device", "cpu"]) == 2
+    assert "Unknown scheduler 'nope'" in capsys.readouterr().err
+    assert main(["imagine", "  ", "-o", str(out), "--model", sd_folder, "--device", "cpu"]) == 2
+    assert "prompt is empty" in capsys.readouterr().err
