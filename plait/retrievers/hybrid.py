@@ -14,9 +14,12 @@ them beats either alone on most collections, without tuning. Two fusions, select
 
 Each side fetches ``max(k, fetch_k)`` candidates (default 100) before fusing.
 
-Defaults (dbsf, weight 0.5, fetch_k 100) were chosen on principle, not tuned on a dataset; on
-SciFact they give nDCG@10 0.735 where min-max gives 0.725 and RRF 0.714, and dbsf stays within
-0.003 of that for fetch_k from 50 to 200 (``benchmarks/retrieval_scifact.py``).
+Defaults (dbsf, weight 0.5, fetch_k 100) were chosen on principle, not tuned on a dataset.
+Measured on SciFact (``benchmarks/retrieval_scifact.py``): with one chunk per abstract, dbsf
+gives nDCG@10 0.735 (min-max 0.725, RRF 0.714), within 0.003 for fetch_k 50..200; with the
+default token splitting (abstracts over 256 tokens become 2 chunks, 1.9 per abstract) dbsf gives
+0.692 and RRF 0.714: when a document's dense and BM25 hits land on different chunks, convex
+fusion cannot add them up. Prefer ``fusion="rrf"`` for collections of long, multi-chunk documents.
 
 Example::
 
