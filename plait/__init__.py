@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         Usage,
         UserMessage,
     )
+    from plait.models import chat_model_from_spec
     from plait.parsers import JsonOutputParser, OutputParserError, PydanticOutputParser, StrOutputParser
     from plait.prompts import (
         ChatPromptTemplate,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
         RunnableSequence,
         coerce,
     )
+    from plait.tools import Tool, tool
 
 _LAZY: dict[str, str] = {
     "Assign": "plait.runnable",
@@ -80,11 +82,14 @@ _LAZY: dict[str, str] = {
     "StrOutputParser": "plait.parsers",
     "StringPromptValue": "plait.messages",
     "SystemMessage": "plait.messages",
+    "Tool": "plait.tools",
     "ToolCall": "plait.messages",
     "ToolMessage": "plait.messages",
     "Usage": "plait.messages",
     "UserMessage": "plait.messages",
+    "chat_model_from_spec": "plait.models",
     "coerce": "plait.runnable",
+    "tool": "plait.tools",
 }
 
 __version__ = "0.1.0"

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from plait.messages import (
+    AnyMessage,
     ChatPromptValue,
     Message,
     StringPromptValue,
@@ -122,7 +123,7 @@ class _MessageTemplate:
     __slots__ = ("cls", "template", "variables")
 
     def __init__(self, role: str, template: str) -> None:
-        self.cls = type(message_from((role, "")))
+        self.cls: Callable[..., Message] = type(message_from((role, "")))
         self.template = template
         self.variables = template_variables(template)
 
@@ -203,7 +204,7 @@ class ChatPromptTemplate(Runnable[dict[str, Any], ChatPromptValue]):
                     raise TypeError(f"Placeholder {p.variable_name!r} needs a list of messages, "
                                     f"got {type(history).__name__}")
                 out.extend(message_from(m) for m in history)
-        return ChatPromptValue(messages=out)
+        return ChatPromptValue(messages=cast("list[AnyMessage]", out))
 
 
 class FewShotPromptTemplate(PromptTemplate):

@@ -1,9 +1,9 @@
 """Image generation from any OpenAI-compatible ``/v1/images/generations`` endpoint (official SDK).
 
 A Runnable: a prompt string, or a dict with ``prompt`` and any of ``size`` (or ``width`` and
-``height``), ``n``, ``seed``, ``quality``, ``style``, ``negative_prompt``, ``steps``,
-``guidance_scale``, in; an :class:`~plait.messages.ImageResult` (PIL images plus every parameter
-used) out. ``seed``, ``negative_prompt``, ``steps`` and ``guidance_scale`` are not OpenAI
+``height``), ``num_images`` (OpenAI's ``n`` is accepted too), ``seed``, ``quality``, ``style``,
+``negative_prompt``, ``steps``, ``guidance_scale``, in; an :class:`~plait.messages.ImageResult`
+(PIL images plus every parameter used) out. ``seed``, ``negative_prompt``, ``steps`` and ``guidance_scale`` are not OpenAI
 parameters: they are sent only when given, for servers that take them (plait serve, LocalAI...).
 
 Example::
@@ -19,7 +19,7 @@ import base64
 import io
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from plait.defaults import require
 from plait.messages import ImageResult
@@ -37,7 +37,7 @@ class ImageRequest(BaseModel):
     size: str | None = Field(None, pattern=r"^(\d+x\d+|auto)$")
     width: int | None = Field(None, gt=0)
     height: int | None = Field(None, gt=0)
-    n: int = Field(1, ge=1, le=10)
+    num_images: int = Field(1, ge=1, le=10, validation_alias=AliasChoices("num_images", "n"))
     seed: int | None = None
     quality: str | None = None
     style: str | None = None
@@ -96,13 +96,17 @@ class OpenAIImageModel(Runnable[Any, ImageResult]):
         else:
             raise TypeError(f"An image model takes a prompt string or a dict of parameters, not {type(input).__name__}")
         given.update(kwargs)
+        if "n" in given:  # OpenAI's name for num_images
+            if "num_images" in given and given["num_images"] != given["n"]:
+                raise ValueError(f"n={given['n']!r} contradicts num_images={given['num_images']!r}; give one")
+            given["num_images"] = given.pop("n")
         defaults = self.defaults
         if given.keys() & {"size", "width", "height"}:  # a size given per call replaces the default one
             defaults = {k: v for k, v in defaults.items() if k not in ("size", "width", "height")}
         return self._check({**defaults, **given})
 
     def _request(self, p: ImageRequest) -> dict[str, Any]:
-        req: dict[str, Any] = {"model": self.model, "prompt": p.prompt, "n": p.n}
+        req: dict[str, Any] = {"model": self.model, "prompt": p.prompt, "n": p.num_images}
         for key in ("size", "quality", "style"):
             if getattr(p, key) is not None:
                 req[key] = getattr(p, key)
@@ -128,8 +132,8 @@ class OpenAIImageModel(Runnable[Any, ImageResult]):
             img = Image.open(io.BytesIO(raw))
             img.load()
             images.append(img)
-        if len(images) != p.n:
-            raise RemoteModelError(f"{self.settings.base_url} returned {len(images)} images, {p.n} were asked for")
+        if len(images) != p.num_images:
+            raise RemoteModelError(f"{self.settings.base_url} returned {len(images)} images, {p.num_images} were asked for")
         params = p.model_dump(exclude_none=True, exclude={"width", "height"})
         revised = getattr(resp.data[0], "revised_prompt", None)
         if revised and revised != p.prompt:

@@ -88,7 +88,7 @@ def test_image_from_a_prompt(images: OpenAIImageModel, server: OpenAIServer) -> 
     assert isinstance(result, ImageResult) and result.model == "test-image"
     (img,) = result.images
     assert img.size == (32, 32)
-    assert result.parameters == {"prompt": "a red lighthouse", "size": "32x32", "n": 1}
+    assert result.parameters == {"prompt": "a red lighthouse", "size": "32x32", "num_images": 1}
     body = server.requests[-1].body
     assert body["response_format"] == "b64_json" and "seed" not in body
 
@@ -99,7 +99,7 @@ def test_image_parameters_from_a_dict(images: OpenAIImageModel, server: OpenAISe
     assert result.images[0].getpixel((0, 0)) != result.images[1].getpixel((0, 0))
     assert result.parameters["seed"] == 5 and result.parameters["size"] == "48x24"
     assert server.requests[-1].body["seed"] == 5  # sent as an extra for servers that take it
-    again = images.invoke({"prompt": "two boats", "size": "48x24", "n": 2, "seed": 5})
+    again = images.invoke({"prompt": "two boats", "size": "48x24", "num_images": 2, "seed": 5})
     assert again.images[0].tobytes() == result.images[0].tobytes()
 
 
@@ -114,7 +114,7 @@ def test_bad_image_requests_say_what_is_wrong(images: OpenAIImageModel) -> None:
         images.invoke({"prompt": "x", "colour": "red"})
     with pytest.raises(ValueError, match="both width and height"):
         images.invoke({"prompt": "x", "width": 64})
-    with pytest.raises(ValueError, match="n: Input should be less than or equal to 10"):
+    with pytest.raises(ValueError, match="num_images: Input should be less than or equal to 10"):
         images.invoke({"prompt": "x", "n": 11})
     with pytest.raises(TypeError, match="prompt string or a dict"):
         images.invoke(42)
