@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import random
@@ -87,6 +88,29 @@ def pick_device(device: str | None = None) -> str:
 def load_pipeline(model: str, device: str, dtype: Any) -> Any:
     """Load a diffusers text-to-image pipeline from a folder or hub id (safetensors only)."""
     require("diffusers", "diffusion")
+    with quiet_loading():
+        return _load_pipeline(model, device, dtype)
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """No "Loading pipeline components" / "Loading weights" bars (loading is not the user's progress)."""
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    was = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was[0]:
+            dlog.enable_progress_bar()
+        if was[1]:
+            tlog.enable_progress_bar()
+
+
+def _load_pipeline(model: str, device: str, dtype: Any) -> Any:
     path = Path(model).expanduser()
     looks_local = path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
     if looks_local:

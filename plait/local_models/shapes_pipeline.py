@@ -42,9 +42,11 @@ def load_bundled_text_encoder() -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
     from plait.defaults import embedding_model_path
+    from plait.local_models.diffusers_image import quiet_loading
 
     path = embedding_model_path()
-    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path, use_safetensors=True).eval()
+    with quiet_loading():
+        return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path, use_safetensors=True).eval()
 
 
 @torch.no_grad()
