@@ -5,9 +5,10 @@
 
 1. Adherence: held-out captions (half new scenes of seen colour-shape pairs, half of the
    colour-shape pairs never seen in training) drawn at 25 steps with the model's few-step
-   sampler (DPM-Solver++ 2M, trailing timesteps), then at the full 1000-step DDPM schedule;
+   sampler (Euler ancestral, trailing timesteps), then at the full 1000-step DDPM schedule;
    each image is scored by the deterministic checker (colour, shape, position, size).
    ``unseen_acc`` is the share of unseen-pair images with colour, shape and position all right.
+   The same captions are also drawn with DDIM at 25 steps (``ddim_*`` figures; ``--ddim-n 0`` skips).
 2. Speed: seconds per image at 25 steps on this machine's CPU, in batches and one at a time.
 3. Wrapper overhead: the same prompts, seeds and batches through ``DiffusersImageModel`` and
    through the diffusers pipeline called directly, alternating which goes first; the images
@@ -97,8 +98,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="held-out captions at 25 steps (default 200)")
     parser.add_argument("--n-full", type=int, default=40,
                         help="captions at the full DDPM schedule (1000 steps, ~40x slower; default 40)")
+    parser.add_argument("--ddim-n", type=int, default=None, help="captions drawn with DDIM too (default: --n)")
     parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--scheduler", default=None, help="few-step sampler (default: the model's own, dpm++ trailing)")
+    parser.add_argument("--scheduler", default=None, help="few-step sampler (default: the model's own, Euler ancestral trailing)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's, 3.0)")
     parser.add_argument("--batch", type=int, default=25, help="images per pipeline call")
     parser.add_argument("--rounds", type=int, default=6, help="wrapper/direct alternations for the overhead figure")
@@ -120,6 +122,8 @@ def main() -> None:
     model.invoke({"prompt": scenes[0].caption, "seed": 0, "steps": 2})  # warm up
 
     few, s_per_image = adherence(model, scenes, args.steps, args.scheduler, args.batch, args.guidance)
+    ddim_n = args.n if args.ddim_n is None else min(args.ddim_n, args.n)
+    ddim, s_ddim = adherence(model, scenes[:ddim_n], args.steps, "ddim", args.batch, args.guidance) if ddim_n else ({}, 0.0)
     t0 = time.perf_counter()
     singles = min(4, args.n)
     for i in range(singles):
@@ -134,6 +138,9 @@ def main() -> None:
     print(f"{'run':<28}{'n':>5}{'colour':>8}{'shape':>8}{'position':>10}{'size':>7}{'unseen':>8}{'s/img':>8}")
     print(f"{f'{args.steps} steps (few-step sampler)':<28}{args.n:>5}{few['color_acc']:>8.3f}{few['shape_acc']:>8.3f}"
           f"{few['position_acc']:>10.3f}{few['size_acc']:>7.3f}{few['unseen_acc']:>8.3f}{s_per_image:>8.3f}")
+    if ddim:
+        print(f"{f'{args.steps} steps (DDIM)':<28}{ddim_n:>5}{ddim['color_acc']:>8.3f}{ddim['shape_acc']:>8.3f}"
+              f"{ddim['position_acc']:>10.3f}{ddim['size_acc']:>7.3f}{ddim['unseen_acc']:>8.3f}{s_ddim:>8.3f}")
     if full:
         print(f"{'1000 steps (DDPM)':<28}{args.n_full:>5}{full['color_acc']:>8.3f}{full['shape_acc']:>8.3f}"
               f"{full['position_acc']:>10.3f}{full['size_acc']:>7.3f}{full['unseen_acc']:>8.3f}{s_full:>8.3f}")
@@ -150,6 +157,9 @@ def main() -> None:
                "unseen_acc": round(few["unseen_acc"], 4), "n": args.n, "steps": args.steps,
                "full_color_acc": round(full.get("color_acc", 0.0), 4), "full_shape_acc": round(full.get("shape_acc", 0.0), 4),
                "full_position_acc": round(full.get("position_acc", 0.0), 4), "full_unseen_acc": round(full.get("unseen_acc", 0.0), 4),
+               "ddim_color_acc": round(ddim.get("color_acc", 0.0), 4), "ddim_shape_acc": round(ddim.get("shape_acc", 0.0), 4),
+               "ddim_position_acc": round(ddim.get("position_acc", 0.0), 4),
+               "ddim_unseen_acc": round(ddim.get("unseen_acc", 0.0), 4), "ddim_n": ddim_n,
                "n_full": args.n_full, "s_per_image": round(s_per_image, 4), "s_per_image_single": round(s_single, 4),
                "s_per_image_full": round(s_full, 4), "wrapper_overhead_pct": round(pct, 3), "wrapper_overhead_wall_pct": round(pct_wall, 3),
                "identical_images": same,

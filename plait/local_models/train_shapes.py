@@ -88,6 +88,19 @@ def make_scheduler(cfg: TrainConfig) -> Any:
                          prediction_type=cfg.prediction, clip_sample=False)
 
 
+def keep_clip_sample_off(config_file: Path) -> None:
+    """Write ``clip_sample: false`` into a saved scheduler config.
+
+    The model was trained without clipping its x0 estimates; Euler ancestral has no such option, so
+    diffusers leaves it out when saving, and a scheduler swapped in from that config (DDIM, DDPM:
+    default ``clip_sample=True``) would clip, which ruins v-prediction samples at high noise
+    (25-step DDIM: colour accuracy 0.75 -> 1.0 on 16 held-out captions once it is off).
+    """
+    config = json.loads(config_file.read_text())
+    config["clip_sample"] = False
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def sampling_scheduler(train_scheduler: Any) -> Any:
     """The few-step default saved with the pipeline: Euler ancestral, trailing timesteps.
 
@@ -243,6 +256,7 @@ def train(cfg: TrainConfig) -> Path:
     unet = unet.to("cpu", torch.float16).eval()
     pipe = PlaitShapesPipeline(unet=unet, scheduler=sampling_scheduler(scheduler), patch_size=cfg.patch)
     pipe.save_pretrained(out, safe_serialization=True)
+    keep_clip_sample_off(Path(out) / "scheduler" / "scheduler_config.json")
     print(f"saved pipeline to {out}", flush=True)
     return out
 

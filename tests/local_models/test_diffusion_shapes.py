@@ -133,6 +133,23 @@ def test_training_script_runs_and_saves_a_loadable_pipeline(tmp_path: Path, one_
 
     result = DiffusersImageModel(str(out), device="cpu", steps=2).invoke({"prompt": "a red circle", "seed": 0})
     assert result.images[0].size == (16, 16)
+    assert json.loads((out / "scheduler" / "scheduler_config.json").read_text())["clip_sample"] is False
+
+
+@pytest.mark.parametrize("name", ["ddim", "ddpm", "dpm++", "euler"])
+def test_schedulers_swapped_into_the_embedded_model_keep_its_training_schedule(name: str) -> None:
+    pytest.importorskip("diffusers")
+    import diffusers
+
+    from plait.defaults import image_model_path
+    from plait.local_models.diffusers_image import make_scheduler
+
+    base = diffusers.EulerAncestralDiscreteScheduler.from_pretrained(image_model_path(), subfolder="scheduler")
+    swapped = make_scheduler(name, base.config)
+    # trained without clipping x0 (DDIM/DDPM default to clipping, which ruins v-prediction samples)
+    assert swapped.config.get("clip_sample", False) is False
+    assert swapped.config.prediction_type == "v_prediction"
+    assert swapped.config.beta_schedule == "squaredcos_cap_v2"
 
 
 @pytest.mark.slow
