@@ -152,7 +152,6 @@ def test_schedulers_swapped_into_the_embedded_model_keep_its_training_schedule(n
     assert swapped.config.beta_schedule == "squaredcos_cap_v2"
 
 
-@pytest.mark.slow
 def test_text_to_image_example_streams_tokens_then_progress(tmp_path: Path, one_thread, capsys) -> None:
     pytest.importorskip("diffusers")
     from examples.text_to_image import run, to_caption
