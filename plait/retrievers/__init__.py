@@ -81,9 +81,10 @@ def _chroma_dir() -> Any:
 
 
 def default_retriever(collection: str = "default", *, k: int = 4, **options: Any) -> Retriever:
-    """The hybrid retriever (dense + BM25, convex fusion) over :func:`default_store`.
+    """The hybrid retriever (dense + BM25, min-max convex fusion) over :func:`default_store`.
 
-    ``options``: ``filter``, ``score_threshold``, ``fusion`` ("convex" or "rrf"), ``weight``, ``fetch_k``.
+    ``options``: ``filter``, ``score_threshold``, ``fusion`` ("convex" or "rrf"), ``weight``,
+    ``normalisation`` ("minmax" or "dbsf"), ``fetch_k``, ``by_document``.
     """
     return default_store(collection).as_retriever("hybrid", k=k, **options)
 

@@ -18,8 +18,8 @@ A dict with several keys means all of them (it is turned into ``$and`` for Chrom
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from plait.messages import Document
 from plait.runnable import Runnable
@@ -108,6 +108,16 @@ def to_chroma_where(where: Filter | None) -> dict[str, Any] | None:
     return convert(where)
 
 
+class Hit(NamedTuple):
+    """A scored candidate for fusion: the chunk's id, score and metadata, and the whole document
+    when the backend had it at hand (else ``None``: :meth:`Retriever._load` fetches it)."""
+
+    id: str
+    score: float
+    metadata: Mapping[str, Any]
+    document: Document | None = None
+
+
 class Retriever(Runnable[str, list[Document]]):
     """Base class of retrievers: query string in, best ``k`` documents out (scores set).
 
@@ -134,6 +144,19 @@ class Retriever(Runnable[str, list[Document]]):
 
     def _retrieve(self, query: str, *, k: int, filter: Filter | None) -> list[Document]:
         raise NotImplementedError(f"{type(self).__name__} must implement _retrieve()")
+
+    def _hits(self, query: str, *, k: int, filter: Filter | None) -> list[Hit]:
+        """The best ``k`` candidates, best first, for fusion (no threshold applied).
+
+        The default runs the retriever; backends override it to skip loading texts that fusion
+        does not need (then :meth:`_load` fetches the few that are kept).
+        """
+        docs = self.invoke(query, k=k, filter=filter, score_threshold=None)
+        return [Hit(d.id or "", d.score if d.score is not None else 0.0, d.metadata, d) for d in docs]
+
+    def _load(self, ids: Sequence[str]) -> list[Document]:
+        """The documents of hits :meth:`_hits` returned without one, in the order given."""
+        raise NotImplementedError(f"{type(self).__name__} returned hits without documents but has no _load()")
 
     def invoke(self, input: str, **kwargs: Any) -> list[Document]:
         """Retrieve for ``input``. Options: ``k``, ``filter`` (replaces the retriever's), ``score_threshold``."""

@@ -28,7 +28,7 @@ from typing import Any
 
 from plait.defaults import require
 from plait.messages import Document
-from plait.retrievers.base import Filter, Retriever, matches
+from plait.retrievers.base import Filter, Hit, Retriever, matches
 
 
 class BM25Index:
@@ -54,6 +54,7 @@ class BM25Index:
         self._model: Any = None
         self._ids: list[str] = []
         self._metas: list[dict[str, Any]] = []
+        self._pos: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"BM25Index(path={self.path!r})"
@@ -161,6 +162,7 @@ class BM25Index:
         rows = self._conn().execute("SELECT id, metadata, tokens FROM bm25_docs ORDER BY id").fetchall()
         self._ids = [r[0] for r in rows]
         self._metas = [json.loads(r[1]) for r in rows]
+        self._pos = {i: n for n, i in enumerate(self._ids)}
         if rows:
             model = bm25s.BM25(k1=self.k1, b=self.b)
             model.index([r[2].split() for r in rows], show_progress=False)
@@ -169,8 +171,8 @@ class BM25Index:
             self._model = None
         self._built_generation = generation
 
-    def search(self, query: str, k: int = 4, filter: Filter | None = None) -> list[Document]:
-        """The best ``k`` chunks for ``query`` (score = BM25 score; chunks sharing no term are left out)."""
+    def hits(self, query: str, k: int = 4, filter: Filter | None = None) -> list[Hit]:
+        """The best ``k`` chunks' ids, BM25 scores and metadata, best first, without their texts."""
         import numpy as np
 
         q_tokens = self.tokenize([query])[0]
@@ -187,11 +189,21 @@ class BM25Index:
                 return []
             top = np.argpartition(-scores, n - 1)[:n]
             top = top[np.argsort(-scores[top], kind="stable")]
-            ids = [self._ids[i] for i in top]
-            best = {self._ids[i]: float(scores[i]) for i in top}
-            docs = self.get(ids)
+            return [Hit(self._ids[i], float(scores[i]), self._metas[i]) for i in top.tolist()]
+
+    def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The metadata of these chunk ids, from memory (ids not in the index are left out)."""
+        with self._lock:
+            self._ensure_built()
+            return {i: self._metas[self._pos[i]] for i in ids if i in self._pos}
+
+    def search(self, query: str, k: int = 4, filter: Filter | None = None) -> list[Document]:
+        """The best ``k`` chunks for ``query`` (score = BM25 score; chunks sharing no term are left out)."""
+        hits = self.hits(query, k, filter)
+        docs = self.get([h.id for h in hits])  # a chunk deleted meanwhile is left out
+        scores = {h.id: h.score for h in hits}
         for d in docs:
-            d.score = best[d.id or ""]
+            d.score = scores[d.id or ""]
         return docs
 
 
@@ -211,3 +223,9 @@ class BM25Retriever(Retriever):
 
     def _retrieve(self, query: str, *, k: int, filter: Filter | None) -> list[Document]:
         return self.index.search(query, k=k, filter=filter)
+
+    def _hits(self, query: str, *, k: int, filter: Filter | None) -> list[Hit]:
+        return self.index.hits(query, k, filter)
+
+    def _load(self, ids: Sequence[str]) -> list[Document]:
+        return self.index.get(ids)

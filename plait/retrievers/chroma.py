@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from plait.defaults import require
 from plait.messages import Document
-from plait.retrievers.base import Filter, Retriever, to_chroma_where
+from plait.retrievers.base import Filter, Hit, Retriever, to_chroma_where
 from plait.retrievers.bm25 import BM25Index
 
 if TYPE_CHECKING:
@@ -228,8 +228,8 @@ class ChromaStore:
             end = start + step
             self.collection.upsert(ids=ids[start:end], embeddings=embeddings[start:end],
                                    documents=texts[start:end], metadatas=metas[start:end])
-        if self.bm25 is not None:
-            self.bm25.upsert(ids, texts, [d.metadata for d in docs])
+        if self.bm25 is not None:  # the metadata as Chroma keeps it, so every retriever returns the same
+            self.bm25.upsert(ids, texts, [m or {} for m in metas])
         return ids
 
     add_documents = upsert
@@ -295,6 +295,38 @@ class ChromaStore:
                 doc.metadata = {**doc.metadata, "_embedding": res["embeddings"][0][j]}
             docs.append(doc)
         return docs
+
+    def similarity_hits(self, query: str, k: int = 4, *, filter: Filter | None = None) -> list[Hit]:
+        """The ``k`` nearest chunks' ids, cosine similarities and metadata, without their texts.
+
+        For fusion: Chroma returns ids and distances several times faster than texts and metadata;
+        the metadata comes from the BM25 twin's memory when there is one.
+        """
+        vector = self.embeddings.embed_query(query)
+        res = self.collection.query(query_embeddings=[list(map(float, vector))], n_results=k,
+                                    where=to_chroma_where(filter), include=["distances"])
+        ids, dists = res["ids"][0], res["distances"][0]
+        metas = self._metadata(ids)
+        return [Hit(i, 1.0 - float(d), metas.get(i) or {}) for i, d in zip(ids, dists, strict=True)]
+
+    def _metadata(self, ids: Sequence[str]) -> dict[str, Any]:
+        found: dict[str, Any] = self._lexical().metadata(ids) if self.bm25 is not None else {}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            got = self.collection.get(ids=missing, include=["metadatas"])
+            found.update({i: m or {} for i, m in zip(got["ids"], got["metadatas"], strict=True)})
+        return found
+
+    def documents(self, ids: Sequence[str]) -> list[Document]:
+        """The stored chunks with these ids (no scores), in the order given; missing ids are left out.
+
+        Read from the BM25 twin's SQLite table when there is one (much faster than Chroma).
+        """
+        found = {d.id: d for d in self._lexical().get(ids)} if self.bm25 is not None else {}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            found.update({d.id: d for d in self.get(missing)})
+        return [found[i] for i in ids if i in found]
 
     def similarity_search(self, query: str, k: int = 4, *, filter: Filter | None = None) -> list[Document]:
         """The ``k`` nearest chunks by cosine similarity (``Document.score``)."""

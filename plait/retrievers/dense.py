@@ -11,10 +11,11 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from plait.messages import Document
-from plait.retrievers.base import Filter, Retriever
+from plait.retrievers.base import Filter, Hit, Retriever
 
 if TYPE_CHECKING:
     from plait.retrievers.chroma import ChromaStore
@@ -40,3 +41,11 @@ class DenseRetriever(Retriever):
             return self.store.mmr_search(query, k, fetch_k=self.fetch_k, lambda_mult=self.lambda_mult,
                                          filter=filter)
         return self.store.similarity_search(query, k, filter=filter)
+
+    def _hits(self, query: str, *, k: int, filter: Filter | None) -> list[Hit]:
+        if self.search == "mmr":
+            return super()._hits(query, k=k, filter=filter)
+        return self.store.similarity_hits(query, k, filter=filter)
+
+    def _load(self, ids: Sequence[str]) -> list[Document]:
+        return self.store.documents(ids)

@@ -3,23 +3,37 @@
 Dense search finds paraphrases; BM25 finds rare exact terms (names, numbers, jargon). Fusing
 them beats either alone on most collections, without tuning. Two fusions, selectable:
 
-- ``fusion="convex"`` (default): each list's scores are normalised over its candidates, then
-  ``score = weight * dense + (1 - weight) * bm25`` (a chunk missing from a list counts 0 there).
-  Uses how much better the top hits are, not only their order. Normalisation
-  ``"dbsf"`` (default; distribution-based score fusion, as in Qdrant) maps mean - 3 std .. mean +
-  3 std of the list's scores to 0..1, so one outlier does not squash the rest; ``"minmax"`` maps
-  the lowest..highest score to 0..1.
+- ``fusion="convex"`` (default): each side's scores are normalised, then
+  ``score = weight * dense + (1 - weight) * bm25`` (a hit missing from a side counts 0 there).
+  Uses how much better the top hits are, not only their order. Normalisation ``"minmax"``
+  (default) maps the side's lowest..highest candidate score to 0..1; ``"dbsf"``
+  (distribution-based score fusion, as in Qdrant) maps mean - 3 std .. mean + 3 std to 0..1.
 - ``fusion="rrf"``: reciprocal rank fusion, ``score = sum 1 / (rrf_k + rank)``; ignores score
   scales entirely.
 
-Each side fetches ``max(k, fetch_k)`` candidates (default 100) before fusing.
+Document-aware fusion (``by_document=True``; off by default). A document split into several
+chunks may have its dense hit on one chunk and its BM25 hit on another; chunk by chunk, neither
+gets both sides' credit. Per document, each side's score for a document is its best chunk's score
+(normalisation and ranks are taken over documents, so a document with many chunks does not weigh
+more in them), and the document's best chunk carries the document's fused score; its other chunks
+keep their own fused score, which is never higher, so they follow it. Chunks of one document are
+those a splitter made from it: metadata with ``chunk``, equal apart from the per-chunk fields
+(``chunk``, ``start``, ``end``, ``section``). Anything else is its own document, so on collections
+of unsplit documents it is exactly chunk-level fusion.
 
-Defaults (dbsf, weight 0.5, fetch_k 100) were chosen on principle, not tuned on a dataset.
-Measured on SciFact (``benchmarks/retrieval_scifact.py``): with one chunk per abstract, dbsf
-gives nDCG@10 0.735 (min-max 0.725, RRF 0.714), within 0.003 for fetch_k 50..200; with the
-default token splitting (abstracts over 256 tokens become 2 chunks, 1.9 per abstract) dbsf gives
-0.692 and RRF 0.714: when a document's dense and BM25 hits land on different chunks, convex
-fusion cannot add them up. Prefer ``fusion="rrf"`` for collections of long, multi-chunk documents.
+Each side fetches ``max(k, fetch_k)`` candidates (default 100) before fusing. Candidates travel
+as ids, scores and metadata; only the ``k`` kept are loaded as Documents.
+
+Defaults (chunk-level min-max, weight 0.5, fetch_k 100) are chosen on principle and checked on
+SciFact (``benchmarks/retrieval_scifact.py``; default splitting, 1.9 chunks per abstract),
+nDCG@10 with 50 / 100 / 200 candidates per side: min-max 0.725 / 0.725 / 0.727; DBSF 0.719 /
+0.708 / 0.693; RRF 0.708 / 0.708 / 0.710. Per document: min-max 0.726 / 0.726 / 0.728, DBSF
+0.720 / 0.723 / 0.702, RRF 0.708 / 0.714 / 0.714. With one chunk per abstract: min-max 0.725,
+DBSF 0.717 (100 candidates). DBSF moves with the list's depth: a deep list drags mean and std
+down, the strongest hits pass mean + 3 std and are all clipped to 1, which discards the
+differences convex fusion is for; min-max never clips its top. That, not chunking, is what cost
+DBSF its 0.03. Document-aware fusion rescues DBSF (+0.015 at 100) but adds nothing to min-max
+(+0.001, inside the noise), so it stays an option. No weight in 0.3..0.7 passes 0.727 there.
 
 Example::
 
@@ -30,66 +44,131 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, Protocol
 
 from plait.messages import Document
-from plait.retrievers.base import Filter, Retriever
+from plait.retrievers.base import Filter, Hit, Retriever
 
 FUSIONS = ("convex", "rrf")
+NORMALISATIONS = ("minmax", "dbsf")
+#: Metadata a splitter sets per chunk; the rest identifies the chunk's document.
+CHUNK_KEYS = frozenset({"chunk", "start", "end", "section"})
 
 
-def _minmax(docs: Sequence[Document]) -> dict[str, float]:
-    scores = [d.score or 0.0 for d in docs]
-    if not scores:
-        return {}
-    lo, hi = min(scores), max(scores)
-    span = hi - lo
-    return {d.id or "": ((d.score or 0.0) - lo) / span if span > 0 else 1.0 for d in docs}
+class Scored(Protocol):
+    """Anything fusion can take: a :class:`Hit` or a :class:`Document`."""
+
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def score(self) -> float | None: ...
+    @property
+    def metadata(self) -> Mapping[str, Any]: ...
 
 
-def _dbsf(docs: Sequence[Document]) -> dict[str, float]:
-    scores = [d.score or 0.0 for d in docs]
-    if not scores:
-        return {}
-    mean = sum(scores) / len(scores)
-    std = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5
-    if std == 0:
-        return {d.id or "": 1.0 for d in docs}
-    lo, span = mean - 3 * std, 6 * std
-    return {d.id or "": min(1.0, max(0.0, ((d.score or 0.0) - lo) / span)) for d in docs}
+def document_key(chunk_id: str, metadata: Mapping[str, Any]) -> Hashable:
+    """Which document a chunk belongs to (see the module docstring)."""
+    if "chunk" not in metadata:
+        return ("id", chunk_id)
+    key = tuple(sorted((k, v) for k, v in metadata.items() if k not in CHUNK_KEYS))
+    try:
+        hash(key)
+    except TypeError:  # unhashable values (lists, dicts): compare them as JSON
+        return json.dumps(dict(key), sort_keys=True, default=str)
+    return key
 
 
-NORMALISATIONS = {"dbsf": _dbsf, "minmax": _minmax}
+def _scale(values: Sequence[float], normalisation: str) -> tuple[float, float]:
+    """(low, span): a score s normalises to clip((s - low) / span, 0, 1)."""
+    if normalisation == "minmax":
+        lo = min(values)
+        return lo, max(values) - lo
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+    return mean - 3 * std, 6 * std
+
+
+def fuse(lists: Sequence[Sequence[Scored]], *, weights: Sequence[float] | None = None, fusion: str = "convex",
+         normalisation: str = "minmax", rrf_k: int = 60, by_document: bool = False) -> list[tuple[str, float]]:
+    """Fuse ranked lists (each best first) into ``(id, fused score)`` pairs, best first.
+
+    Args:
+        lists: one list per side, of :class:`Hit` or :class:`Document` (id, score, metadata).
+        weights: per side, for convex fusion (default equal weights summing to 1).
+        fusion, normalisation, rrf_k, by_document: see the module docstring.
+    """
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}; got {normalisation!r}")
+    weights = list(weights) if weights is not None else [1.0 / max(1, len(lists))] * len(lists)
+    key_of: dict[str, Hashable] = {}
+    chunk: dict[str, float] = {}  # each chunk's own fused score
+    doc: dict[Hashable, float] = {}  # each document's fused score
+    for items, weight in zip(lists, weights, strict=True):
+        # 1. this side's score for each document: its best chunk's
+        best: dict[Hashable, float] = {}
+        rank: dict[Hashable, int] = {}
+        for pos, item in enumerate(items, start=1):
+            cid = item.id or ""
+            key = key_of.get(cid)
+            if key is None:
+                key = key_of[cid] = document_key(cid, item.metadata) if by_document else cid
+            s = item.score or 0.0
+            if key not in best or s > best[key]:
+                best[key] = s
+            rank.setdefault(key, len(rank) + 1)
+            if fusion == "rrf":  # a chunk's rank among chunks (never better than its document's)
+                chunk[cid] = chunk.get(cid, 0.0) + 1.0 / (rrf_k + pos)
+        if not best:
+            continue
+        # 2. normalise over documents and add this side's part
+        if fusion == "rrf":
+            for key, r in rank.items():
+                doc[key] = doc.get(key, 0.0) + 1.0 / (rrf_k + r)
+            continue
+        lo, span = _scale(list(best.values()), normalisation)
+
+        def norm(s: float, lo: float = lo, span: float = span) -> float:
+            return min(1.0, max(0.0, (s - lo) / span)) if span > 0 else 1.0
+
+        for key, s in best.items():
+            doc[key] = doc.get(key, 0.0) + weight * norm(s)
+        for item in items:
+            cid = item.id or ""
+            chunk[cid] = chunk.get(cid, 0.0) + weight * norm(item.score or 0.0)
+    # 3. each document's best chunk carries the document's score; its other chunks keep their own
+    lead: dict[Hashable, str] = {}
+    for cid, s in chunk.items():
+        key = key_of[cid]
+        other = lead.get(key)
+        if other is None or (s, other) > (chunk[other], cid):  # ties: the smaller id leads
+            lead[key] = cid
+    fused = dict(chunk)
+    for key, cid in lead.items():
+        fused[cid] = doc[key]
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+
+
+def _documents(lists: Sequence[Sequence[Document]], ranked: list[tuple[str, float]]) -> list[Document]:
+    first: dict[str, Document] = {}
+    for docs in lists:
+        for d in docs:
+            first.setdefault(d.id or "", d)
+    return [first[i].model_copy(update={"score": s}) for i, s in ranked]
 
 
 def fuse_convex(lists: Sequence[Sequence[Document]], weights: Sequence[float],
-                normalisation: str = "dbsf") -> list[Document]:
-    """Weighted sum of normalised scores (``"dbsf"`` or ``"minmax"``); best first."""
-    norm = NORMALISATIONS[normalisation]
-    fused: dict[str, float] = {}
-    first: dict[str, Document] = {}
-    for docs, w in zip(lists, weights, strict=True):
-        for doc_id, s in norm(docs).items():
-            fused[doc_id] = fused.get(doc_id, 0.0) + w * s
-        for d in docs:
-            first.setdefault(d.id or "", d)
-    return _ranked(fused, first)
+                normalisation: str = "minmax", *, by_document: bool = False) -> list[Document]:
+    """Weighted sum of normalised scores (``"minmax"`` or ``"dbsf"``), chunk by chunk unless ``by_document``."""
+    return _documents(lists, fuse(lists, weights=weights, normalisation=normalisation, by_document=by_document))
 
 
-def fuse_rrf(lists: Sequence[Sequence[Document]], rrf_k: int = 60) -> list[Document]:
-    """Reciprocal rank fusion; best first."""
-    fused: dict[str, float] = {}
-    first: dict[str, Document] = {}
-    for docs in lists:
-        for rank, d in enumerate(docs, start=1):
-            fused[d.id or ""] = fused.get(d.id or "", 0.0) + 1.0 / (rrf_k + rank)
-            first.setdefault(d.id or "", d)
-    return _ranked(fused, first)
-
-
-def _ranked(fused: dict[str, float], first: dict[str, Document]) -> list[Document]:
-    order = sorted(fused, key=lambda i: (-fused[i], i))
-    return [first[i].model_copy(update={"score": fused[i]}) for i in order]
+def fuse_rrf(lists: Sequence[Sequence[Document]], rrf_k: int = 60, *, by_document: bool = False) -> list[Document]:
+    """Reciprocal rank fusion, chunk by chunk unless ``by_document``; best first."""
+    return _documents(lists, fuse(lists, fusion="rrf", rrf_k=rrf_k, by_document=by_document))
 
 
 class HybridRetriever(Retriever):
@@ -100,14 +179,16 @@ class HybridRetriever(Retriever):
         k, filter, score_threshold: as :class:`Retriever` (the threshold applies to fused scores).
         fusion: ``"convex"`` or ``"rrf"``.
         weight: the dense side's weight in convex fusion (BM25 gets ``1 - weight``).
-        normalisation: ``"dbsf"`` or ``"minmax"`` (convex fusion).
+        normalisation: ``"minmax"`` or ``"dbsf"`` (convex fusion).
         fetch_k: candidates fetched from each side (at least ``k``).
         rrf_k: the RRF constant.
+        by_document: fuse per document, then rank chunks (see the module docstring).
     """
 
     def __init__(self, dense: Retriever, lexical: Retriever, *, k: int = 4, filter: Filter | None = None,
                  score_threshold: float | None = None, fusion: str = "convex", weight: float = 0.5,
-                 normalisation: str = "dbsf", fetch_k: int = 100, rrf_k: int = 60) -> None:
+                 normalisation: str = "minmax", fetch_k: int = 100, rrf_k: int = 60,
+                 by_document: bool = False) -> None:
         super().__init__(k=k, filter=filter, score_threshold=score_threshold)
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
@@ -122,16 +203,29 @@ class HybridRetriever(Retriever):
         self.weight = weight
         self.fetch_k = fetch_k
         self.rrf_k = rrf_k
+        self.by_document = by_document
 
     def __repr__(self) -> str:
         return f"HybridRetriever(k={self.k}, fusion={self.fusion!r})"
 
     def _retrieve(self, query: str, *, k: int, filter: Filter | None) -> list[Document]:
+        # 1. candidates from each side: ids, scores, metadata
         n = max(k, self.fetch_k)
-        dense = self.dense.invoke(query, k=n, filter=filter, score_threshold=None)
-        lexical = self.lexical.invoke(query, k=n, filter=filter, score_threshold=None)
-        if self.fusion == "rrf":
-            fused = fuse_rrf([dense, lexical], self.rrf_k)
-        else:
-            fused = fuse_convex([dense, lexical], [self.weight, 1.0 - self.weight], self.normalisation)
-        return fused[:k]
+        sides = (self.dense, self.lexical)
+        hits: list[list[Hit]] = [side._hits(query, k=n, filter=filter) for side in sides]
+        # 2. fuse, keep the best k
+        ranked = fuse(hits, weights=[self.weight, 1.0 - self.weight], fusion=self.fusion,
+                      normalisation=self.normalisation, rrf_k=self.rrf_k, by_document=self.by_document)[:k]
+        # 3. load the kept chunks that came without their text, from the side that found them
+        found: dict[str, Document] = {}
+        for side_hits in hits:
+            for h in side_hits:
+                if h.document is not None:
+                    found.setdefault(h.id, h.document)
+        missing = {i for i, _ in ranked} - found.keys()
+        for side, side_hits in zip(sides, hits, strict=True):
+            ids = [h.id for h in side_hits if h.id in missing]
+            if ids:
+                found.update((d.id or "", d) for d in side._load(ids))
+                missing -= set(ids)
+        return [found[i].model_copy(update={"score": s}) for i, s in ranked if i in found]

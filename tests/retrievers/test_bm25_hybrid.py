@@ -7,7 +7,7 @@ import pytest
 from plait.messages import Document
 from plait.retrievers.base import matches, to_chroma_where
 from plait.retrievers.bm25 import BM25Index, BM25Retriever
-from plait.retrievers.hybrid import HybridRetriever, fuse_convex, fuse_rrf
+from plait.retrievers.hybrid import HybridRetriever, document_key, fuse, fuse_convex, fuse_rrf
 
 
 def test_stemming_and_stopwords():
@@ -73,7 +73,7 @@ def test_convex_fusion_math():
     assert [d.id for d in fused] == ["a", "c", "b", "d"]  # ties broken by id, stable
     assert [d.id for d in fuse_convex([dense, lexical], [1.0, 0.0])][:3] == ["a", "b", "c"]
     # dbsf: mean -+ 3 std -> 0..1; dense mean 0.7, std 0.1633 -> a = (0.9 - 0.2101) / 0.9798
-    dbsf = {d.id: d.score for d in fuse_convex([dense, lexical], [0.5, 0.0])}
+    dbsf = {d.id: d.score for d in fuse_convex([dense, lexical], [0.5, 0.0], "dbsf")}
     assert dbsf["a"] == pytest.approx(0.5 * (0.9 - (0.7 - 3 * 0.163299)) / (6 * 0.163299), rel=1e-4)
     assert dbsf["d"] == 0.0
 
@@ -115,4 +115,67 @@ def test_hybrid_finds_what_each_side_alone_misses(embeddings):
     assert hybrid.invoke("XJ-9000")[0].id == "part-1"  # exact code: BM25's strength
     assert hybrid.invoke("feline making a happy rumbling sound")[0].id == "cat-1"  # paraphrase: dense's
     assert store.as_retriever("bm25").invoke("feline making a happy rumbling sound") == []
+    store.clear()
+
+
+def _chunk(cid, score, source, chunk, **extra):
+    return Document(id=cid, content=cid, score=score,
+                    metadata={"source": source, "chunk": chunk, "start": 0, "end": 1, **extra})
+
+
+def test_document_key_groups_chunks_a_splitter_made():
+    a0 = _chunk("a0", 1, "f.jsonl", 0, line=1, section="Intro")
+    a1 = _chunk("a1", 1, "f.jsonl", 1, line=1, section="Methods")
+    b0 = _chunk("b0", 1, "f.jsonl", 2, line=2)
+    assert document_key("a0", a0.metadata) == document_key("a1", a1.metadata) != document_key("b0", b0.metadata)
+    # no "chunk": not split, its own document, even with the same source
+    assert document_key("x", {"source": "f"}) != document_key("y", {"source": "f"})
+    assert document_key("z", {"chunk": 0, "tags": ["a"]}) == document_key("w", {"chunk": 1, "tags": ["a"]})
+
+
+def test_document_aware_fusion_credits_a_document_once_per_side():
+    # Document A: its dense hit is chunk a0, its BM25 hit chunk a1. Document B has one chunk on both.
+    dense = [_chunk("a0", 0.9, "A", 0), _chunk("b0", 0.8, "B", 0), _chunk("c0", 0.1, "C", 0)]
+    lexical = [_chunk("a1", 10.0, "A", 1), _chunk("b0", 8.0, "B", 0), _chunk("d0", 1.0, "D", 0)]
+    chunkwise = dict(fuse([dense, lexical]))
+    assert max(chunkwise, key=chunkwise.__getitem__) == "b0"  # a0 and a1 each get one side
+    by_doc = fuse([dense, lexical], by_document=True)
+    scores = dict(by_doc)
+    # min-max over documents, per side: dense A=1, B=0.875, C=0; BM25 A=1, B=7/9, D=0
+    assert [i for i, _ in by_doc][:2] == ["a0", "b0"]  # A's best chunk (ties: smaller id) leads A
+    assert scores["a0"] == pytest.approx(1.0)
+    assert scores["a1"] == pytest.approx(0.5) and scores["a1"] <= scores["a0"]  # its own score
+    assert scores["b0"] == pytest.approx(0.5 * 0.875 + 0.5 * 7 / 9)
+    rrf = dict(fuse([dense, lexical], fusion="rrf", by_document=True))
+    assert rrf["a0"] == pytest.approx(2 / 61) and rrf["b0"] == pytest.approx(2 / 62)
+
+
+def test_document_aware_fusion_is_chunk_fusion_on_unsplit_documents():
+    dense = _docs(("a", 0.9), ("b", 0.7), ("c", 0.5))
+    lexical = _docs(("c", 12.0), ("d", 6.0), ("a", 2.0))
+    for fusion in ("convex", "rrf"):
+        for norm in ("minmax", "dbsf"):
+            assert fuse([dense, lexical], fusion=fusion, normalisation=norm, by_document=True) == \
+                fuse([dense, lexical], fusion=fusion, normalisation=norm)
+
+
+@pytest.mark.integration
+def test_hybrid_returns_the_stored_chunks_whole(embeddings):
+    from plait.retrievers.chroma import ChromaStore
+    from tests.retrievers.conftest import corpus_docs, unique
+
+    store = ChromaStore.in_memory(unique("hyb"), embeddings=embeddings)
+    docs = corpus_docs()
+    docs[0].metadata["tags"] = ["pet", "sound"]  # Chroma keeps it as JSON text: every retriever agrees
+    store.upsert(docs)
+    stored = {d.id: d for d in store.get()}
+    for kind in ("hybrid", "dense", "bm25"):
+        for by_document in (False, True):
+            options = {"by_document": by_document} if kind == "hybrid" else {}
+            hits = store.as_retriever(kind, k=10, **options).invoke("cats purring")
+            assert hits and all(h.score is not None for h in hits)
+            for h in hits:
+                assert (h.content, h.metadata) == (stored[h.id].content, stored[h.id].metadata)
+    assert store.as_retriever(k=3, filter={"topic": "dogs"}).invoke("cats") == \
+        [d for d in store.as_retriever(k=3, filter={"topic": "dogs"}).invoke("cats") if d.metadata["topic"] == "dogs"]
     store.clear()
