@@ -60,9 +60,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
             h.update(block)
     digest = h.hexdigest()
     memo[key] = digest
-    tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(memo, indent=1))
-    os.replace(tmp, memo_path)
+    _write_json(memo_path, memo)
     return digest
 
 
@@ -105,8 +103,21 @@ def gguf_info(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
 def is_4bit(folder: str | os.PathLike[str]) -> bool:
     """Whether a converted GGUF stored most of its weight matrices in a 4-bit format (Q4_0, Q4_1, Q4_K)."""
     info = gguf_info(folder) or {}
-    types: dict[str, int] = info.get("matrix_types") or {}
+    types: dict[str, int] | None = info.get("matrix_types")
+    source = Path(info.get("gguf_file") or "")
+    if types is None and source.is_file():
+        # a folder converted by an older plait did not record the types: read them from the GGUF once
+        types = _matrix_types(source)
+        _write_json(Path(folder) / _COMPLETE, {**info, "matrix_types": types})
+    types = types or {}
     return bool(types) and max(types, key=lambda t: types[t]).startswith("Q4")
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write a JSON file atomically (a reader sees the old or the new file, never half of one)."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
 
 
 def _matrix_types(gguf_path: Path) -> dict[str, int]:

@@ -22,6 +22,8 @@ Other architectures run through :class:`HFDecoder`, which wraps the transformers
 
 from __future__ import annotations
 
+import json
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -75,6 +77,17 @@ class Int4Linear:
         scale_zero = torch.stack([scale, zero], -1).transpose(0, 1).contiguous().to(torch.bfloat16)
         return torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1), scale_zero
 
+    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
+        out = {f"{prefix}.packed": self.packed, f"{prefix}.scale_zero": self.scale_zero}
+        return out if self.bias is None else {**out, f"{prefix}.bias": self.bias}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor], prefix: str) -> Int4Linear:
+        self = cls.__new__(cls)
+        self.packed, self.scale_zero = t[f"{prefix}.packed"], t[f"{prefix}.scale_zero"]
+        self.bias = t.get(f"{prefix}.bias")
+        return self
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         import torch
 
@@ -101,6 +114,17 @@ class Int8Linear:
         self.high = Int4Linear.pack(high, 16 * scale, torch.zeros_like(scale))
         self.low = Int4Linear.pack(low, scale, 8 * scale)
 
+    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {f"{prefix}.high.packed": self.high[0], f"{prefix}.high.scale_zero": self.high[1],
+                f"{prefix}.low.packed": self.low[0], f"{prefix}.low.scale_zero": self.low[1]}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor], prefix: str) -> Int8Linear:
+        self = cls.__new__(cls)
+        self.high = t[f"{prefix}.high.packed"], t[f"{prefix}.high.scale_zero"]
+        self.low = t[f"{prefix}.low.packed"], t[f"{prefix}.low.scale_zero"]
+        return self
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         import torch
 
@@ -113,6 +137,14 @@ class DenseLinear:
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         self.weight, self.bias = weight, bias
+
+    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
+        out = {f"{prefix}.weight": self.weight}
+        return out if self.bias is None else {**out, f"{prefix}.bias": self.bias}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor], prefix: str) -> DenseLinear:
+        return cls(t[f"{prefix}.weight"], t.get(f"{prefix}.bias"))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         import torch.nn.functional as F
@@ -127,7 +159,12 @@ def can_quantize(config: Any) -> bool:
 
 
 class LlamaDecoder:
-    """Decode with a transformers Llama-family model's weights, without its module machinery."""
+    """Decode with a transformers Llama-family model's weights, without its module machinery.
+
+    ``LlamaDecoder(model)`` reads the weights out of a transformers model; :meth:`save` writes the
+    prepared (fused, packed) tensors to one safetensors file and :meth:`load` reads them back without
+    transformers, which is how a cached GGUF model starts quickly.
+    """
 
     def __init__(self, model: Any, quantize: str | None = None) -> None:
         import torch
@@ -137,90 +174,114 @@ class LlamaDecoder:
         if quantize and model.device.type != "cpu":
             raise ValueError("quantize='int4' runs on the CPU only; on a GPU use dtype='bfloat16'")
         cfg = model.config
-        self.config = cfg
-        self.n_heads = cfg.num_attention_heads
-        self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
-        self.eps = cfg.rms_norm_eps
-        self.scale = self.head_dim ** -0.5
-        self.max_positions = cfg.max_position_embeddings
-        self.device = model.device
+        n_heads = cfg.num_attention_heads
         # Quantized weights compute in bfloat16 (what the int4/int8 kernels take).
-        self.dtype = torch.bfloat16 if quantize else model.dtype
-        self.quantize = quantize
+        dtype = torch.bfloat16 if quantize else model.dtype
+        self.spec = {
+            "n_heads": n_heads, "n_kv": getattr(cfg, "num_key_value_heads", None) or n_heads,
+            "head_dim": getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads, "eps": cfg.rms_norm_eps,
+            "max_positions": cfg.max_position_embeddings, "n_layers": len(model.model.layers),
+            "quantize": quantize, "dtype": str(dtype).removeprefix("torch."),
+        }
         inner = model.model
-        self.rotary = inner.rotary_emb
 
-        def cast(t: torch.Tensor) -> torch.Tensor:
-            return t.detach().to(self.dtype)
+        def cast(w: torch.Tensor) -> torch.Tensor:
+            return w.detach().to(dtype)
 
         def linear(weight: torch.Tensor, bias: torch.Tensor | None = None, head: bool = False) -> Any:
             if quantize:
                 return Int8Linear(weight) if head else Int4Linear(weight, bias)
             return DenseLinear(cast(weight), None if bias is None else cast(bias))
 
-        self.embed = inner.embed_tokens.weight.detach().to(self.dtype)
-        self.norm = cast(inner.norm.weight)
-        self.lm_head = linear(model.lm_head.weight, head=True)
+        t: dict[str, torch.Tensor] = {"embed": cast(inner.embed_tokens.weight), "norm": cast(inner.norm.weight)}
         with torch.no_grad():
-            self.layers = []
-            for layer in inner.layers:
-                attn, mlp = layer.self_attn, layer.mlp
+            # rotary tables from the model's own rotary embedding, so every rope scaling variant stays right
+            positions = torch.arange(cfg.max_position_embeddings, device=model.device)[None]
+            cos, sin = inner.rotary_emb(torch.zeros(1, dtype=dtype, device=model.device), positions)
+            t["cos"], t["sin"] = cos[0].to(dtype), sin[0].to(dtype)
+            t.update(linear(model.lm_head.weight, head=True).tensors("lm_head"))
+            for i, layer in enumerate(inner.layers):
+                attn, mlp, p = layer.self_attn, layer.mlp, f"layers.{i}"
                 qkv_bias = None
                 if attn.q_proj.bias is not None:
                     qkv_bias = torch.cat([attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias])
-                self.layers.append((
-                    cast(layer.input_layernorm.weight),
-                    linear(torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]), qkv_bias),
-                    linear(attn.o_proj.weight, attn.o_proj.bias),
-                    cast(layer.post_attention_layernorm.weight),
-                    linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])),
-                    linear(mlp.down_proj.weight),
-                ))
-        self._cos: torch.Tensor | None = None
-        self._sin: torch.Tensor | None = None
-        self.k_cache: torch.Tensor | None = None
-        self.v_cache: torch.Tensor | None = None
-        self.pos = 0
+                qkv = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight])
+                t[f"{p}.in_norm"] = cast(layer.input_layernorm.weight)
+                t[f"{p}.post_norm"] = cast(layer.post_attention_layernorm.weight)
+                t.update(linear(qkv, qkv_bias).tensors(f"{p}.qkv"))
+                t.update(linear(attn.o_proj.weight, attn.o_proj.bias).tensors(f"{p}.o"))
+                t.update(linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])).tensors(f"{p}.gate_up"))
+                t.update(linear(mlp.down_proj.weight).tensors(f"{p}.down"))
+        self._setup(self.spec, t)
 
-    def _rope_tables(self, length: int) -> None:
+    # --- saving and loading the prepared tensors -------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the prepared tensors and the shape facts to ``path`` (safetensors, written atomically)."""
+        from safetensors.torch import save_file
+
+        tmp = f"{path}.{os.getpid()}.tmp"
+        save_file({k: v.contiguous() for k, v in self.tensors.items()}, tmp,
+                  metadata={"plait_llama_decoder": json.dumps(self.spec)})
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LlamaDecoder:
+        """A decoder from a file written by :meth:`save` (memory-mapped; no transformers needed)."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            spec = json.loads(f.metadata()["plait_llama_decoder"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+        self = cls.__new__(cls)
+        self._setup(spec, tensors)
+        return self
+
+    def _setup(self, spec: dict[str, Any], t: dict[str, torch.Tensor]) -> None:
         import torch
 
-        if self._cos is not None and self._cos.shape[0] >= length:
-            return
-        length = min(max(length, 256), max(self.max_positions, length))
-        positions = torch.arange(length, device=self.device)[None]
-        probe = torch.zeros(1, dtype=self.dtype, device=self.device)
-        cos, sin = self.rotary(probe, positions)
-        self._cos, self._sin = cos[0], sin[0]  # (length, head_dim)
+        self.spec, self.tensors = spec, t
+        self.n_heads, self.n_kv, self.head_dim = spec["n_heads"], spec["n_kv"], spec["head_dim"]
+        self.eps, self.max_positions, self.quantize = spec["eps"], spec["max_positions"], spec["quantize"]
+        self.scale = self.head_dim ** -0.5
+        self.dtype = getattr(torch, spec["dtype"])
+        self.embed, self.norm = t["embed"], t["norm"]
+        self.device = self.embed.device
+        half = self.head_dim // 2
+        # rotate_half(x) * sin == roll(x, half) * sin_signed, with the first half of sin negated
+        self._cos, self._sin = t["cos"], torch.cat([-t["sin"][:, :half], t["sin"][:, half:]], dim=-1)
+        kind: Any = Int4Linear if spec["quantize"] else DenseLinear
+        self.lm_head = (Int8Linear if spec["quantize"] else DenseLinear).from_tensors(t, "lm_head")
+        self.layers = [(t[f"layers.{i}.in_norm"], kind.from_tensors(t, f"layers.{i}.qkv"),
+                        kind.from_tensors(t, f"layers.{i}.o"), t[f"layers.{i}.post_norm"],
+                        kind.from_tensors(t, f"layers.{i}.gate_up"), kind.from_tensors(t, f"layers.{i}.down"))
+                       for i in range(spec["n_layers"])]
+        self.k_cache: list[torch.Tensor] = []
+        self.v_cache: list[torch.Tensor] = []
+        self.pos = 0
 
+    # --- decoding --------------------------------------------------------------------------------------
     def start(self, max_len: int) -> None:
         """Begin a new sequence of at most ``max_len`` tokens (allocates the KV cache)."""
         import torch
 
-        self._rope_tables(max_len)
-        shape = (len(self.layers), self.n_kv, max_len, self.head_dim)
-        if self.k_cache is None or self.k_cache.shape[2] < max_len:
-            self.k_cache = torch.empty(shape, dtype=self.dtype, device=self.device)
-            self.v_cache = torch.empty(shape, dtype=self.dtype, device=self.device)
+        if max_len > self._cos.shape[0]:
+            raise ValueError(f"A sequence of {max_len} tokens is longer than this model's "
+                             f"{self._cos.shape[0]} positions (max_position_embeddings).")
+        if not self.k_cache or self.k_cache[0].shape[1] < max_len:
+            shape = (len(self.layers), self.n_kv, max_len, self.head_dim)
+            k = torch.empty(shape, dtype=self.dtype, device=self.device)
+            v = torch.empty(shape, dtype=self.dtype, device=self.device)
+            self.k_cache, self.v_cache = list(k.unbind(0)), list(v.unbind(0))  # one view per layer
         self.pos = 0
-
-    def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        import torch.nn.functional as F
-
-        # torch's fused kernel normalises in float32 inside, like transformers' LlamaRMSNorm.
-        return F.rms_norm(x, weight.shape, weight, self.eps)
 
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """Feed token ids (1-D) at the current position; returns the logits of the last one (float32)."""
         import torch
         import torch.nn.functional as F
 
-        assert self.k_cache is not None and self.v_cache is not None and self._cos is not None
-        assert self._sin is not None
         t = ids.shape[0]
         start, end = self.pos, self.pos + t
-        nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
+        nh, nkv, hd, eps = self.n_heads, self.n_kv, self.head_dim, self.eps
         # 1. rotary tables for these positions, shaped (1, t, hd) to broadcast over heads
         cos, sin = self._cos[start:end][None], self._sin[start:end][None]
         half = hd // 2
@@ -231,30 +292,25 @@ class LlamaDecoder:
         if causal and start > 0:  # continuing a sequence with several tokens: explicit offset mask
             mask = torch.ones(t, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
             causal = False
-        group = nh // nkv
-        for i, (w_in, qkv_proj, o_proj, w_post, gate_up_proj, down_proj) in enumerate(self.layers):
+        for (w_in, qkv_proj, o_proj, w_post, gate_up_proj, down_proj), k_cache, v_cache in zip(
+                self.layers, self.k_cache, self.v_cache, strict=False):
             # 3. attention: fused q/k/v projection, rope on q and k together, k/v into the cache
-            h = qkv_proj(self._rms(x, w_in))
+            h = qkv_proj(F.rms_norm(x, w_in.shape, w_in, eps))
             qk = h[:, :(nh + nkv) * hd].view(t, nh + nkv, hd).transpose(0, 1)
-            qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), dim=-1) * sin
-            q = qk[:nh]
-            self.k_cache[i, :, start:end] = qk[nh:]
-            self.v_cache[i, :, start:end] = h[:, (nh + nkv) * hd:].view(t, nkv, hd).transpose(0, 1)
-            keys, values = self.k_cache[i, :, :end], self.v_cache[i, :, :end]
-            if t == 1:
-                # one new token attends to everything cached: each k/v head serves `group` query heads
-                scores = torch.matmul(q.view(nkv, group, hd), keys.transpose(1, 2)) * self.scale
-                a = torch.matmul(scores.float().softmax(-1).to(values.dtype), values).view(nh, 1, hd)
-            else:
-                a = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal,
-                                                   enable_gqa=nkv != nh)
-            x = x + o_proj(a.transpose(0, 1).reshape(t, nh * hd))
+            qk = torch.addcmul(qk * cos, qk.roll(half, -1), sin)
+            k_cache[:, start:end] = qk[nh:]
+            v_cache[:, start:end] = h[:, (nh + nkv) * hd:].view(t, nkv, hd).transpose(0, 1)
+            # each k/v head serves nh // nkv query heads
+            # (4-D, batch 1: torch's fused CPU attention kernel; 3-D takes the slow reference path)
+            a = F.scaled_dot_product_attention(qk[None, :nh], k_cache[None, :, :end], v_cache[None, :, :end],
+                                               attn_mask=mask, is_causal=causal, enable_gqa=nkv != nh)
+            x = x + o_proj(a[0].transpose(0, 1).reshape(t, nh * hd))
             # 4. SwiGLU MLP: fused gate/up projection
-            gate, up = gate_up_proj(self._rms(x, w_post)).chunk(2, dim=-1)
+            gate, up = gate_up_proj(F.rms_norm(x, w_post.shape, w_post, eps)).chunk(2, dim=-1)
             x = x + down_proj(F.silu(gate) * up)
         self.pos = end
         # 5. final norm and logits for the last position only
-        return self.lm_head(self._rms(x[-1:], self.norm))[0].float()
+        return self.lm_head(F.rms_norm(x[-1:], self.norm.shape, self.norm, eps))[0].float()
 
 
 class HFDecoder:
