@@ -37,35 +37,23 @@ def approx_token_count(messages: Sequence[Message]) -> int:
 
 
 def token_counter_for(model: Any) -> TokenCounter:
-    """The model's own token count when it can give one, else :func:`approx_token_count`.
-
-    Uses ``model.count_tokens(messages)`` when the model has it; for the local transformers model
-    (which has no public counter yet) its chat template and tokenizer, which count exactly what the
-    model will see.
-    """
+    """The model's own token count (``model.count_tokens(messages)``) when it has one, else
+    :func:`approx_token_count`."""
     count = getattr(model, "count_tokens", None)
     if callable(count):
         def counter(messages: Sequence[Message]) -> int:
             return int(count(list(messages)))
         return counter
-    engine = getattr(model, "_engine", None)
-    if engine is not None and callable(getattr(engine, "render", None)) and callable(getattr(engine, "load", None)):
-        def template_counter(messages: Sequence[Message]) -> int:
-            return len(engine.load().render(list(messages)))
-        return template_counter
     return approx_token_count
 
 
 def context_window_of(model: Any, default: int = 2048) -> int:
-    """The model's context length (``context_window`` / ``max_context``, or the loaded local model's
-    window), else ``default``."""
+    """The model's context length (``context_window`` / ``max_context`` / ``context_length``), else ``default``."""
     for attr in ("context_window", "max_context", "context_length"):
         value = getattr(model, attr, None)
         if isinstance(value, int) and value > 0:
             return value
-    engine = getattr(model, "_engine", None)
-    window = getattr(engine, "window", 0) if getattr(engine, "loaded", False) else 0
-    return window if isinstance(window, int) and window > 0 else default
+    return default
 
 
 def trim_messages(messages: Sequence[Message], max_tokens: int,

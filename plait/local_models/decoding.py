@@ -7,11 +7,16 @@
   characters across tokens).
 - :class:`StopMatcher` holds back text that might be the start of a stop sequence, so a stop string
   never leaks into the stream and the streamed pieces add up to exactly the final text.
+- :class:`ChatTokenizer` renders chat templates and (de)tokenizes with the ``tokenizers`` library
+  alone, so a model can start without importing transformers.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -134,3 +139,103 @@ class StopMatcher:
         """The held-back tail, at the end of generation (it was not a stop sequence after all)."""
         out, self.sent = self.text[self.sent:], len(self.text)
         return out
+
+
+class ChatTokenizer:
+    """A ``tokenizers`` tokenizer plus the model's chat template, without importing transformers.
+
+    Enough of the transformers tokenizer interface for the decode loop (``apply_chat_template``,
+    ``decode``, ``__call__``, ``eos_token_id``), rendered the way transformers renders chat templates
+    (a sandboxed jinja2 environment with ``trim_blocks``/``lstrip_blocks``, the special tokens as
+    variables). Importing transformers and building its tokenizer takes ~2 s on 2 cores; this ~0.2 s.
+    Use :meth:`from_folder`, which returns None for a folder it cannot reproduce exactly.
+    """
+
+    def __init__(self, tokenizer: Any, chat_template: str | None, special_tokens: dict[str, str],
+                 model_max_length: int = 2**63) -> None:
+        self.tokenizer = tokenizer
+        self.model_max_length = model_max_length
+        self.chat_template = chat_template
+        self.special_tokens = special_tokens
+        eos = special_tokens.get("eos_token")
+        self.eos_token_id: int | None = tokenizer.token_to_id(eos) if eos else None
+        self._template = _compile_template(chat_template) if chat_template else None
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike[str]) -> ChatTokenizer | None:
+        """The folder's ``tokenizer.json`` and chat template, or None when transformers would do more.
+
+        None for: no ``tokenizer.json``, ``clean_up_tokenization_spaces`` set, several named chat
+        templates, or a template that uses transformers-only tags (such as ``{% generation %}``).
+        """
+        import jinja2
+        from tokenizers import Tokenizer
+
+        path = Path(folder)
+        try:
+            config = json.loads((path / "tokenizer_config.json").read_text())
+        except FileNotFoundError:
+            config = {}
+        if not (path / "tokenizer.json").is_file() or config.get("clean_up_tokenization_spaces"):
+            return None
+        template = config.get("chat_template")
+        if (path / "chat_template.jinja").is_file():
+            template = (path / "chat_template.jinja").read_text()
+        if template is not None and not isinstance(template, str):
+            return None
+        special = {}
+        for name in ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"):
+            value = config.get(name)
+            value = value.get("content") if isinstance(value, dict) else value
+            if isinstance(value, str):
+                special[name] = value
+        try:
+            max_length = config.get("model_max_length")
+            return cls(Tokenizer.from_file(str(path / "tokenizer.json")), template, special,
+                       int(max_length) if isinstance(max_length, (int, float)) else 2**63)
+        except jinja2.TemplateSyntaxError:
+            return None
+
+    def apply_chat_template(self, conversation: list[dict[str, Any]], add_generation_prompt: bool = False,
+                            tokenize: bool = True) -> Any:
+        """The conversation rendered by the chat template; token ids (no special tokens added) by default."""
+        if self._template is None:
+            raise ValueError("This tokenizer has no chat template.")
+        text = self._template.render(messages=conversation, tools=None, documents=None,
+                                     add_generation_prompt=add_generation_prompt, **self.special_tokens)
+        return self.encode(text, add_special_tokens=False) if tokenize else text
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids)
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
+        return {"input_ids": self.encode(text, add_special_tokens)}
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens))
+
+    def __len__(self) -> int:
+        return int(self.tokenizer.get_vocab_size(with_added_tokens=True))
+
+
+def _compile_template(source: str) -> Any:
+    """Compile a chat template in an environment like transformers' (sandboxed, same filters and globals)."""
+    from datetime import datetime
+
+    import jinja2
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
+               sort_keys: bool = False) -> str:
+        # jinja2's own tojson escapes HTML characters, which would change the prompt
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env.from_string(source)

@@ -35,6 +35,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import uuid
@@ -44,7 +45,7 @@ from typing import Any, ClassVar, Literal
 
 from plait.chat_model import ChatModel, ChatOptions
 from plait.defaults import require, smollm2_gguf_path
-from plait.messages import AssistantChunk, AssistantMessage, Message, Usage
+from plait.messages import AssistantChunk, AssistantMessage, Message, Usage, to_messages
 
 DEFAULT_MAX_TOKENS = 512
 
@@ -101,7 +102,7 @@ class TransformersChatModel(ChatModel):
         self.spec = spec
         self.device = device
         self.dtype = dtype
-        self.context_window = context_window
+        self._context_window = context_window
         self.truncation = truncation
         self.model_name = Path(spec).stem if os.path.exists(spec) else spec
         # Shared by copies made with with_options()/bind_tools(), so they share weights and the lock.
@@ -117,6 +118,22 @@ class TransformersChatModel(ChatModel):
         self._engine.load()
         return self
 
+    @property
+    def context_window(self) -> int:
+        """The context length in tokens: the ``context_window`` given, else the model's (loads it)."""
+        return self._context_window or self._engine.load().window
+
+    @context_window.setter
+    def context_window(self, value: int | None) -> None:
+        self._context_window = value
+
+    def count_tokens(self, input: Any) -> int:
+        """How many tokens the prompt for ``input`` (what :meth:`invoke` takes) is, chat template included.
+
+        Example: ``model.count_tokens([SystemMessage(content="Be brief."), UserMessage(content="Hi")])``.
+        """
+        return len(self._engine.load().render(to_messages(input)))
+
     # --- the ChatModel contract ----------------------------------------------------------------
     def _generate(self, messages: list[Message], options: dict[str, Any]) -> AssistantMessage:
         total = AssistantChunk()
@@ -127,7 +144,7 @@ class TransformersChatModel(ChatModel):
     def _stream(self, messages: list[Message], options: dict[str, Any]) -> Iterator[AssistantChunk]:
         engine = self._engine.load()
         ids = self._prompt_ids(engine, messages)
-        window = self.context_window or engine.window
+        window = self._context_window or engine.window
         max_tokens = options.get("max_tokens")
         if max_tokens is not None and max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
@@ -146,7 +163,7 @@ class TransformersChatModel(ChatModel):
 
     def _prompt_ids(self, engine: _Engine, messages: list[Message]) -> list[int]:
         """Render the chat template; apply the context policy."""
-        window = self.context_window or engine.window
+        window = self._context_window or engine.window
         messages = list(messages)
         while True:
             ids = engine.render(messages)
@@ -189,26 +206,72 @@ class _Engine:
 
     def _load(self) -> None:
         require("torch", "local")
-        require("transformers", "local")
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from plait.local_models import llama_decoder
-
-        folder, four_bit_source = self.spec, False
+        folder, four_bit_source, packed = self.spec, False, None
+        device = self.device_arg
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.spec.endswith(".gguf"):
             from plait.local_models.gguf_cache import cached_gguf_folder, is_4bit
 
             folder = str(cached_gguf_folder(self.spec))
             four_bit_source = is_4bit(folder)
-        device = self.device_arg
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            # A GGUF's prepared 4-bit decoder is cached next to its weights. The packing depends on
+            # torch's version and the CPU's instruction set, so both are in the name.
+            cpu = torch.backends.cpu.get_cpu_capability()
+            packed = Path(folder) / f"plait-decoder-int4-torch{torch.__version__}-{cpu}.safetensors"
+        wants_int4 = self.quantize_arg == "int4" or (self.quantize_arg == "auto" and four_bit_source)
+        if packed is not None and packed.is_file() and wants_int4 and device == "cpu":
+            self._load_prepared(folder, packed)  # seconds faster: no transformers, no re-packing
+        else:
+            self._load_transformers(folder, device, four_bit_source)
+            if packed is not None and self.quantized:
+                self.decoder.save(packed)
+
+    def _load_prepared(self, folder: str, packed: Path) -> None:
+        """Load a cached GGUF's prepared int4 decoder, its config and its tokenizer, without transformers."""
+        from types import SimpleNamespace
+
+        from plait.local_models.decoding import ChatTokenizer
+        from plait.local_models.llama_decoder import LlamaDecoder
+
+        self.tokenizer = ChatTokenizer.from_folder(folder) or self._hf_tokenizer(folder)
+        self.decoder = LlamaDecoder.load(packed)
+        self.device, self.quantized = self.decoder.device, True
+        self.config = SimpleNamespace(**json.loads((Path(folder) / "config.json").read_text()))
+        try:
+            generation = json.loads((Path(folder) / "generation_config.json").read_text())
+        except FileNotFoundError:
+            generation = {}
+        self._set_window_and_eos(self.config, generation.get("eos_token_id"))
+
+    def _hf_tokenizer(self, folder: str) -> Any:
+        require("transformers", "local")
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(folder)
+
+    def _set_window_and_eos(self, config: Any, generation_eos: Any) -> None:
+        self.window = int(getattr(config, "max_position_embeddings", 0) or self.tokenizer.model_max_length)
+        eos: Any = [generation_eos, self.tokenizer.eos_token_id]
+        self.eos = {int(t) for e in eos if e is not None for t in (e if isinstance(e, list) else [e])}
+
+    def _load_transformers(self, folder: str, device: str, four_bit_source: bool) -> None:
+        require("transformers", "local")
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from plait.local_models import llama_decoder
+        from plait.local_models.decoding import ChatTokenizer
+
         dtype = self.dtype_arg
         if dtype == "auto":
             dtype = "bfloat16" if device.startswith("cuda") else "float32"
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            # plait writes a GGUF's folder itself, with a plain tokenizers file: no need for transformers' class
+            fast = ChatTokenizer.from_folder(folder) if self.spec.endswith(".gguf") else None
+            self.tokenizer = fast or self._hf_tokenizer(folder)
             model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
         except OSError as e:
             raise OSError(f"Could not load the model {self.spec!r}: {e}. Pass a local model folder, a .gguf "
@@ -216,9 +279,7 @@ class _Engine:
         model = model.to(device).eval()
         self.device = model.device
         cfg = self.config = model.config
-        self.window = int(getattr(cfg, "max_position_embeddings", 0) or self.tokenizer.model_max_length)
-        eos: Any = [getattr(model.generation_config, "eos_token_id", None), self.tokenizer.eos_token_id]
-        self.eos = {int(t) for e in eos if e is not None for t in (e if isinstance(e, list) else [e])}
+        self._set_window_and_eos(cfg, getattr(model.generation_config, "eos_token_id", None))
         lean = llama_decoder.supports(cfg)
         can_int4 = lean and self.device.type == "cpu" and llama_decoder.can_quantize(cfg)
         if self.quantize_arg == "int4" and not can_int4:

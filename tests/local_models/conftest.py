@@ -23,4 +23,9 @@ def smollm2() -> Any:
 
 @pytest.fixture(scope="session")
 def smollm2_tokenizer(smollm2: Any) -> Any:
-    return smollm2._engine.tokenizer
+    """transformers' tokenizer for the bundled model (the model itself runs on a lighter ChatTokenizer)."""
+    from transformers import AutoTokenizer
+
+    from plait.local_models.gguf_cache import cached_gguf_folder
+
+    return AutoTokenizer.from_pretrained(cached_gguf_folder(smollm2.spec))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from plait.local_models import llama_decoder  # noqa: E402
+from plait.local_models.decoding import ChatTokenizer  # noqa: E402
 from plait.local_models.transformers_chat import ContextLengthError, TransformersChatModel  # noqa: E402
 
 GREEDY = {"temperature": 0.0}
@@ -181,13 +184,79 @@ def test_gguf_cache_makes_the_second_load_fast(smollm2: TransformersChatModel) -
     assert is_cached(gguf) and folder.parent == data_dir() / "models" / "gguf"
     assert file_sha256(gguf)[:16] in folder.name
     assert (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
-    start = time.perf_counter()
-    fresh = TransformersChatModel().load()  # a new engine: reads the safetensors cache
-    second = time.perf_counter() - start
-    first = smollm2.first_load_s  # included converting the GGUF (this session's PLAIT_HOME starts empty)
-    assert second < 5 or second < first / 4, f"second load took {second:.1f} s, the first {first:.1f} s"
+    prepared = list(folder.glob("plait-decoder-int4-torch*.safetensors"))
+    assert len(prepared) == 1, "the first load should cache the prepared int4 decoder next to the weights"
+    fresh = TransformersChatModel().load()  # a new engine: reads the prepared decoder
+    assert fresh._engine.quantized and isinstance(fresh._engine.tokenizer, ChatTokenizer)
     assert fresh.invoke("What is the capital of France?").content == smollm2.invoke(
         "What is the capital of France?").content
+    # a second load in a fresh process needs neither transformers nor the float32 weights
+    code = ("import sys; from plait.local_models.transformers_chat import TransformersChatModel as M; "
+            "m = M().load(); assert 'transformers' not in sys.modules, 'transformers was imported'; "
+            "print(m.invoke('What is the capital of France?', max_tokens=12).content)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == smollm2.invoke("What is the capital of France?", max_tokens=12).content
+
+
+def test_chat_tokenizer_matches_transformers(smollm2: TransformersChatModel, smollm2_tokenizer: Any) -> None:
+    from plait.local_models.gguf_cache import cached_gguf_folder
+
+    fast = ChatTokenizer.from_folder(cached_gguf_folder(smollm2.spec))
+    assert fast is not None and fast.eos_token_id == smollm2_tokenizer.eos_token_id
+    conversations = [
+        [{"role": "user", "content": "What is the capital of France?"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Héllo — ça va? 日本語 🙂"},
+         {"role": "assistant", "content": "  spaced   out\n\ttabs"}, {"role": "user", "content": "<|im_end|> x"}],
+    ]
+    for turns in conversations:
+        expected = smollm2_tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=True)
+        expected = expected["input_ids"] if hasattr(expected, "keys") else expected
+        assert fast.apply_chat_template(turns, add_generation_prompt=True) == list(expected)
+        assert fast.decode(expected) == smollm2_tokenizer.decode(expected)
+        assert fast.decode(expected, skip_special_tokens=True) == smollm2_tokenizer.decode(
+            expected, skip_special_tokens=True)
+    text = "Plain text, with  two spaces and ünïcödé."
+    assert fast(text)["input_ids"] == smollm2_tokenizer(text)["input_ids"]
+
+
+def test_count_tokens_and_context_window(smollm2: TransformersChatModel) -> None:
+    messages = [SystemMessage(content="Be brief."), UserMessage(content="What is the capital of France?")]
+    assert smollm2.count_tokens(messages) == len(smollm2._engine.render(messages))
+    assert smollm2.count_tokens("hi") == smollm2.count_tokens([UserMessage(content="hi")])
+    assert smollm2.context_window == 8192
+    small = copy.copy(smollm2)
+    small.context_window = 64
+    assert small.context_window == 64 and smollm2.context_window == 8192
+
+
+def test_prepared_decoder_saves_and_loads_exactly(tiny_llama: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    ids = torch.tensor([1, 520, 9531, 198, 1780])
+    modes = [None, "int4"] if llama_decoder.int4_available() else [None]
+    for quantize in modes:
+        decoder = llama_decoder.LlamaDecoder(model, quantize=quantize)
+        decoder.save(tmp_path / "prepared.safetensors")
+        loaded = llama_decoder.LlamaDecoder.load(tmp_path / "prepared.safetensors")
+        with torch.inference_mode():
+            decoder.start(8)
+            loaded.start(8)
+            expected = [decoder.step(ids[:4]), decoder.step(ids[4:])]
+            got = [loaded.step(ids[:4]), loaded.step(ids[4:])]
+        for g, e in zip(got, expected, strict=True):
+            assert torch.equal(g, e)
+
+
+def test_is_4bit_reads_types_missing_from_an_old_cache_folder(smollm2: TransformersChatModel, tmp_path: Path) -> None:
+    import json
+
+    from plait.local_models.gguf_cache import is_4bit
+
+    (tmp_path / "plait-gguf-complete.json").write_text(json.dumps({"gguf_file": smollm2.spec}))
+    assert is_4bit(tmp_path)
+    assert json.loads((tmp_path / "plait-gguf-complete.json").read_text())["matrix_types"]["Q4_1"] > 0
 
 
 # --- tiny random models in folders --------------------------------------------------------------------
