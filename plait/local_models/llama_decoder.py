@@ -255,8 +255,7 @@ class LlamaDecoder:
                         kind.from_tensors(t, f"layers.{i}.o"), t[f"layers.{i}.post_norm"],
                         kind.from_tensors(t, f"layers.{i}.gate_up"), kind.from_tensors(t, f"layers.{i}.down"))
                        for i in range(spec["n_layers"])]
-        self.k_cache: list[torch.Tensor] = []
-        self.v_cache: list[torch.Tensor] = []
+        self.kv_cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.pos = 0
 
     # --- decoding --------------------------------------------------------------------------------------
@@ -267,11 +266,12 @@ class LlamaDecoder:
         if max_len > self._cos.shape[0]:
             raise ValueError(f"A sequence of {max_len} tokens is longer than this model's "
                              f"{self._cos.shape[0]} positions (max_position_embeddings).")
-        if not self.k_cache or self.k_cache[0].shape[1] < max_len:
-            shape = (len(self.layers), self.n_kv, max_len, self.head_dim)
-            k = torch.empty(shape, dtype=self.dtype, device=self.device)
-            v = torch.empty(shape, dtype=self.dtype, device=self.device)
-            self.k_cache, self.v_cache = list(k.unbind(0)), list(v.unbind(0))  # one view per layer
+        if not self.kv_cache or self.kv_cache[0][0].shape[2] < max_len:
+            # per layer, keys and values side by side: (1, 2 * n_kv, max_len, head_dim), written by one copy;
+            # plus views of the key and value halves, so a step slices them without re-deriving them
+            shape = (len(self.layers), 2 * self.n_kv, max_len, self.head_dim)
+            cache = torch.empty(shape, dtype=self.dtype, device=self.device)
+            self.kv_cache = [(kv, kv[:, :self.n_kv], kv[:, self.n_kv:]) for kv in cache.split(1)]
         self.pos = 0
 
     def step(self, ids: torch.Tensor) -> torch.Tensor:
@@ -282,8 +282,11 @@ class LlamaDecoder:
         t = ids.shape[0]
         start, end = self.pos, self.pos + t
         nh, nkv, hd, eps = self.n_heads, self.n_kv, self.head_dim, self.eps
-        # 1. rotary tables for these positions, shaped (1, t, hd) to broadcast over heads
-        cos, sin = self._cos[start:end][None], self._sin[start:end][None]
+        # 1. rotary tables for these positions, for all q/k/v heads at once: (1, heads, t, hd); the value
+        #    heads get cos 1 and sin 0, so they pass through unrotated and q, k, v need no splitting first
+        cos, sin = self._cos[start:end], self._sin[start:end]
+        cos = torch.cat([cos.expand(nh + nkv, t, hd), torch.ones_like(cos).expand(nkv, t, hd)])[None]
+        sin = torch.cat([sin.expand(nh + nkv, t, hd), torch.zeros_like(sin).expand(nkv, t, hd)])[None]
         half = hd // 2
         # 2. token embeddings
         x = F.embedding(ids, self.embed)
@@ -292,19 +295,17 @@ class LlamaDecoder:
         if causal and start > 0:  # continuing a sequence with several tokens: explicit offset mask
             mask = torch.ones(t, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
             causal = False
-        for (w_in, qkv_proj, o_proj, w_post, gate_up_proj, down_proj), k_cache, v_cache in zip(
-                self.layers, self.k_cache, self.v_cache, strict=False):
-            # 3. attention: fused q/k/v projection, rope on q and k together, k/v into the cache
-            h = qkv_proj(F.rms_norm(x, w_in.shape, w_in, eps))
-            qk = h[:, :(nh + nkv) * hd].view(t, nh + nkv, hd).transpose(0, 1)
-            qk = torch.addcmul(qk * cos, qk.roll(half, -1), sin)
-            k_cache[:, start:end] = qk[nh:]
-            v_cache[:, start:end] = h[:, (nh + nkv) * hd:].view(t, nkv, hd).transpose(0, 1)
-            # each k/v head serves nh // nkv query heads
-            # (4-D, batch 1: torch's fused CPU attention kernel; 3-D takes the slow reference path)
-            a = F.scaled_dot_product_attention(qk[None, :nh], k_cache[None, :, :end], v_cache[None, :, :end],
-                                               attn_mask=mask, is_causal=causal, enable_gqa=nkv != nh)
-            x = x + o_proj(a[0].transpose(0, 1).reshape(t, nh * hd))
+        for (w_in, qkv_proj, o_proj, w_post, gate_up_proj, down_proj), (kv, keys, values) in zip(
+                self.layers, self.kv_cache, strict=False):
+            # 3. attention: fused q/k/v projection and rope, new keys and values into the cache in one copy
+            h = qkv_proj(F.rms_norm(x, w_in.shape, w_in, eps)).view(1, t, nh + 2 * nkv, hd).transpose(1, 2)
+            h = torch.addcmul(h * cos, h.roll(half, -1), sin)
+            kv[:, :, start:end] = h[:, nh:]
+            # each k/v head serves nh // nkv query heads. Batch 1 and 4-D tensors: torch's fused CPU
+            # attention kernel (3-D inputs take the slow reference path).
+            a = F.scaled_dot_product_attention(h[:, :nh], keys[:, :, :end], values[:, :, :end], attn_mask=mask,
+                                               is_causal=causal, enable_gqa=nkv != nh)
+            x = x + o_proj(a.transpose(1, 2).reshape(t, nh * hd))
             # 4. SwiGLU MLP: fused gate/up projection
             gate, up = gate_up_proj(F.rms_norm(x, w_post.shape, w_post, eps)).chunk(2, dim=-1)
             x = x + down_proj(F.silu(gate) * up)
