@@ -2,8 +2,9 @@
 
 plait: the default ingestion (JSONL loader on title + text, token-aware splitting at the model's
 max length, bundled MiniLM with the default dtype, embedded persistent Chroma + BM25), then dense,
-BM25 and hybrid (the default retriever, convex fusion; RRF also reported) retrieval. Chunks are
-mapped back to their corpus document (best chunk wins) before scoring.
+BM25 and hybrid (the default retriever: min-max convex fusion; RRF, DBSF and document-aware
+min-max also reported) retrieval. Chunks are mapped back to their corpus document (best chunk
+wins) before scoring.
 
 LangChain baseline: ``langchain-chroma`` + ``langchain-huggingface`` ``HuggingFaceEmbeddings`` on
 the same MiniLM (fp32, its defaults, one document per abstract), and ``langchain-community``
@@ -168,13 +169,17 @@ def main() -> None:
 
         # --- plait: quality and latency ------------------------------------------------------------
         keys = ["dense_ndcg10", "dense_recall100", "bm25_ndcg10", "bm25_recall100", "hybrid_ndcg10",
-                "hybrid_recall100", "hybrid_rrf_ndcg10", "hybrid_rrf_recall100", "query_p50_ms", "query_p95_ms"]
+                "hybrid_recall100", "hybrid_rrf_ndcg10", "hybrid_rrf_recall100", "hybrid_dbsf_ndcg10",
+                "hybrid_dbsf_recall100", "hybrid_bydoc_ndcg10", "hybrid_bydoc_recall100", "query_p50_ms",
+                "query_p95_ms"]
         out.update(dict.fromkeys(keys))
         if quality:
             for name, retriever in [("dense", store.as_retriever("dense", k=200)),
                                     ("bm25", store.as_retriever("bm25", k=200)),
                                     ("hybrid", store.as_retriever("hybrid", k=200)),
-                                    ("hybrid_rrf", store.as_retriever("hybrid", k=200, fusion="rrf"))]:
+                                    ("hybrid_rrf", store.as_retriever("hybrid", k=200, fusion="rrf")),
+                                    ("hybrid_dbsf", store.as_retriever("hybrid", k=200, normalisation="dbsf")),
+                                    ("hybrid_bydoc", store.as_retriever("hybrid", k=200, by_document=True))]:
                 m = evaluate(lambda q, r=retriever: doc_ids(r.invoke(q)), queries, qrels)
                 out[f"{name}_ndcg10"], out[f"{name}_recall100"] = m["ndcg10"], m["recall100"]
                 print(f"plait {name}: nDCG@10 {m['ndcg10']:.4f}  recall@100 {m['recall100']:.4f}", flush=True)
@@ -231,6 +236,8 @@ def main() -> None:
             ("BM25 recall@100", "bm25_recall100", "lc_bm25_recall100"),
             ("hybrid nDCG@10", "hybrid_ndcg10", None), ("hybrid recall@100", "hybrid_recall100", None),
             ("hybrid RRF nDCG@10", "hybrid_rrf_ndcg10", None),
+            ("hybrid DBSF nDCG@10", "hybrid_dbsf_ndcg10", None),
+            ("hybrid per-doc nDCG@10", "hybrid_bydoc_ndcg10", None),
             ("ingest docs/s", "ingest_docs_per_s", "lc_ingest_docs_per_s"),
             ("query p50 ms", "query_p50_ms", "lc_query_p50_ms"), ("query p95 ms", "query_p95_ms", None)]
     for label, a, b in rows:
