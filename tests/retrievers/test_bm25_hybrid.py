@@ -179,3 +179,21 @@ def test_hybrid_returns_the_stored_chunks_whole(embeddings):
     assert store.as_retriever(k=3, filter={"topic": "dogs"}).invoke("cats") == \
         [d for d in store.as_retriever(k=3, filter={"topic": "dogs"}).invoke("cats") if d.metadata["topic"] == "dogs"]
     store.clear()
+
+
+@pytest.mark.integration
+def test_candidates_without_a_bm25_twin_come_from_chroma(embeddings):
+    from plait.retrievers.chroma import ChromaStore
+    from plait.retrievers.dense import DenseRetriever
+    from tests.retrievers.conftest import corpus_docs, unique
+
+    store = ChromaStore.in_memory(unique("nobm"), embeddings=embeddings, bm25=False)
+    store.upsert(corpus_docs())
+    hits = store.similarity_hits("a purring cat", k=3)
+    assert hits[0].id == "cat-1" and hits[0].metadata["topic"] == "cats" and hits[0].document is None
+    assert [d.id for d in store.documents(["dog-1", "nope", "cat-1"])] == ["dog-1", "cat-1"]
+    lexical = _Fixed(_docs(("cat-1", 5.0), ("space-1", 1.0)))
+    fused = HybridRetriever(DenseRetriever(store), lexical, k=4).invoke("a purring cat")
+    assert fused[0].id == "cat-1" and fused[0].content.startswith("Cats purr")
+    assert "space-1" in {d.id for d in fused}
+    store.clear()
