@@ -251,8 +251,9 @@ class LlamaDecoder:
         self._cos, self._sin = t["cos"], torch.cat([-t["sin"][:, :half], t["sin"][:, half:]], dim=-1)
         kind: Any = Int4Linear if spec["quantize"] else DenseLinear
         self.lm_head = (Int8Linear if spec["quantize"] else DenseLinear).from_tensors(t, "lm_head")
-        self.layers = [(t[f"layers.{i}.in_norm"], kind.from_tensors(t, f"layers.{i}.qkv"),
-                        kind.from_tensors(t, f"layers.{i}.o"), t[f"layers.{i}.post_norm"],
+        self.norm2 = torch.cat([self.norm, self.norm])
+        self.layers = [(torch.cat([t[f"layers.{i}.in_norm"]] * 2), kind.from_tensors(t, f"layers.{i}.qkv"),
+                        kind.from_tensors(t, f"layers.{i}.o"), torch.cat([t[f"layers.{i}.post_norm"]] * 2),
                         kind.from_tensors(t, f"layers.{i}.gate_up"), kind.from_tensors(t, f"layers.{i}.down"))
                        for i in range(spec["n_layers"])]
         self.kv_cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -298,7 +299,7 @@ class LlamaDecoder:
         for (w_in, qkv_proj, o_proj, w_post, gate_up_proj, down_proj), (kv, keys, values) in zip(
                 self.layers, self.kv_cache, strict=False):
             # 3. attention: fused q/k/v projection and rope, new keys and values into the cache in one copy
-            h = qkv_proj(F.rms_norm(x, w_in.shape, w_in, eps)).view(1, t, nh + 2 * nkv, hd).transpose(1, 2)
+            h = qkv_proj(_rms_norm(x, w_in, eps)).view(1, t, nh + 2 * nkv, hd).transpose(1, 2)
             h = torch.addcmul(h * cos, h.roll(half, -1), sin)
             kv[:, :, start:end] = h[:, nh:]
             # each k/v head serves nh // nkv query heads. Batch 1 and 4-D tensors: torch's fused CPU
@@ -307,11 +308,25 @@ class LlamaDecoder:
                                                is_causal=causal, enable_gqa=nkv != nh)
             x = x + o_proj(a.transpose(1, 2).reshape(t, nh * hd))
             # 4. SwiGLU MLP: fused gate/up projection
-            gate, up = gate_up_proj(F.rms_norm(x, w_post.shape, w_post, eps)).chunk(2, dim=-1)
+            gate, up = gate_up_proj(_rms_norm(x, w_post, eps)).chunk(2, dim=-1)
             x = x + down_proj(F.silu(gate) * up)
         self.pos = end
         # 5. final norm and logits for the last position only
-        return self.lm_head(F.rms_norm(x[-1:], self.norm.shape, self.norm, eps))[0].float()
+        return self.lm_head(_rms_norm(x[-1:], self.norm2, eps))[0].float()
+
+
+def _rms_norm(x: torch.Tensor, weight2: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm of ``x`` (last dim d) with ``weight2`` = the weight repeated twice (length 2d).
+
+    A layer norm of ``[x, -x]`` is an RMS norm of ``x``: the mean is 0 and the variance is mean(x²).
+    torch's layer norm is one fused kernel, its RMS norm a composite of ~8 ops (16 µs against 9 µs
+    a call at SmolLM2's size, 61 calls a token); the results agree to the bit on bfloat16 here.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    d = x.shape[-1]
+    return F.layer_norm(torch.cat([x, -x], -1), (2 * d,), weight2, None, eps)[..., :d].contiguous()
 
 
 class HFDecoder:
