@@ -16,6 +16,9 @@ values in groups of 32 with a scale and a minimum, and each group's minimum and 
 its values, so they give back the same scale, minimum and integers. For other sources it is a
 lossy compression, like llama.cpp's Q4_1.
 
+The prepared tensors (fused, packed, rotary tables) can be written to one safetensors file with
+:meth:`LlamaDecoder.save` and read back with :meth:`LlamaDecoder.load`, without transformers.
+
 Other architectures run through :class:`HFDecoder`, which wraps the transformers model with a
 ``DynamicCache``; both expose ``start(max_len)`` and ``step(ids) -> logits``.
 """

