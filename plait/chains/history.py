@@ -167,8 +167,16 @@ class WithHistory(Runnable[dict[str, Any], Any]):
         self.runnable = runnable
         self.history = history
         self.system = system
-        self.max_tokens = max_tokens if max_tokens is not None else context_window_of(runnable) - reserve
+        self._max_tokens = max_tokens
+        self.reserve = reserve
         self.count_tokens = count_tokens or token_counter_for(runnable)
+
+    @property
+    def max_tokens(self) -> int:
+        """The token budget; by default read from the model on first use (so building this loads nothing)."""
+        if self._max_tokens is None:
+            self._max_tokens = context_window_of(self.runnable) - self.reserve
+        return self._max_tokens
 
     def get_name(self) -> str:
         return self.name or f"WithHistory({self.runnable.get_name()})"
