@@ -11,9 +11,9 @@ local model (the bundled SmolLM2-135M-Instruct Q4_1 GGUF), all in one run on the
 - llama.cpp: ``llama_cpp.Llama`` on the GGUF file itself, when ``llama-cpp-python`` is installed.
 
 ``load_s`` is a second load (cache warm) in a fresh Python process, interpreter start and ``import
-torch`` included; ``load_call_s`` is its ``load()`` call alone, after ``import torch``. Time to first token (TTFT) uses a chat
-prompt of about 50 tokens. Each figure is the median of
-``--repeats`` rounds after a warm-up round; within a round the engines take turns, so a shared
+torch`` included; ``load_call_s`` is its ``load()`` call alone, after ``import torch``. Time to
+first token (TTFT) uses a chat prompt of about 50 tokens. Each figure is the median of ``--repeats``
+rounds after a warm-up round; within a round the engines take turns, so a shared
 machine's changing load hits them alike. Prints a table; the last line is one JSON object.
 
     python benchmarks/local_generation.py            # CPU or CUDA (auto)
