@@ -18,7 +18,8 @@ A dict with several keys means all of them (it is turned into ``$and`` for Chrom
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from plait.messages import Document
@@ -106,6 +107,22 @@ def to_chroma_where(where: Filter | None) -> dict[str, Any] | None:
         return parts[0] if len(parts) == 1 else {"$and": parts}
 
     return convert(where)
+
+
+#: Metadata a splitter sets per chunk; the rest identifies the chunk's document.
+CHUNK_KEYS = frozenset({"chunk", "start", "end", "section"})
+
+
+def document_key(chunk_id: str, metadata: Mapping[str, Any]) -> Hashable:
+    """Which document a chunk belongs to (chunks a splitter made from one document share it)."""
+    if "chunk" not in metadata:
+        return ("id", chunk_id)
+    key = tuple(sorted((k, v) for k, v in metadata.items() if k not in CHUNK_KEYS))
+    try:
+        hash(key)
+    except TypeError:  # unhashable values (lists, dicts): compare them as JSON
+        return json.dumps(dict(key), sort_keys=True, default=str)
+    return key
 
 
 class Hit(NamedTuple):

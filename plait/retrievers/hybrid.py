@@ -11,7 +11,7 @@ them beats either alone on most collections, without tuning. Two fusions, select
 - ``fusion="rrf"``: reciprocal rank fusion, ``score = sum 1 / (rrf_k + rank)``; ignores score
   scales entirely.
 
-Document-aware fusion (``by_document=True``; off by default). A document split into several
+Document-aware fusion (``by_document=True``, the default). A document split into several
 chunks may have its dense hit on one chunk and its BM25 hit on another; chunk by chunk, neither
 gets both sides' credit. Per document, each side's score for a document is its best chunk's score
 (normalisation and ranks are taken over documents, so a document with many chunks does not weigh
@@ -44,42 +44,15 @@ Example::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Protocol
 
 from plait.messages import Document
-from plait.retrievers.base import Filter, Hit, Retriever
+from plait.retrievers.base import CHUNK_KEYS, Filter, Hit, Retriever, document_key
 
 FUSIONS = ("convex", "rrf")
 NORMALISATIONS = ("minmax", "dbsf")
-#: Metadata a splitter sets per chunk; the rest identifies the chunk's document.
-CHUNK_KEYS = frozenset({"chunk", "start", "end", "section"})
-
-
-class Scored(Protocol):
-    """Anything fusion can take: a :class:`Hit` or a :class:`Document`."""
-
-    @property
-    def id(self) -> str | None: ...
-    @property
-    def score(self) -> float | None: ...
-    @property
-    def metadata(self) -> Mapping[str, Any]: ...
-
-
-def document_key(chunk_id: str, metadata: Mapping[str, Any]) -> Hashable:
-    """Which document a chunk belongs to (see the module docstring)."""
-    if "chunk" not in metadata:
-        return ("id", chunk_id)
-    key = tuple(sorted((k, v) for k, v in metadata.items() if k not in CHUNK_KEYS))
-    try:
-        hash(key)
-    except TypeError:  # unhashable values (lists, dicts): compare them as JSON
-        return json.dumps(dict(key), sort_keys=True, default=str)
-    return key
-
-
+__all__ = ["CHUNK_KEYS", "FUSIONS", "NORMALISATIONS", "HybridRetriever", "document_key", "fuse", "fuse_convex", "fuse_rrf"]
 def _scale(values: Sequence[float], normalisation: str) -> tuple[float, float]:
     """(low, span): a score s normalises to clip((s - low) / span, 0, 1)."""
     if normalisation == "minmax":
@@ -152,6 +125,20 @@ def fuse(lists: Sequence[Sequence[Scored]], *, weights: Sequence[float] | None =
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
 
 
+def first_documents(hits: Sequence[Hit], n: int) -> list[Hit]:
+    """The hits (best first) up to the first chunk of the ``n+1``-th document."""
+    seen: set[Hashable] = set()
+    out = []
+    for h in hits:
+        key = document_key(h.id, h.metadata)
+        if key not in seen:
+            if len(seen) == n:
+                break
+            seen.add(key)
+        out.append(h)
+    return out
+
+
 def _documents(lists: Sequence[Sequence[Document]], ranked: list[tuple[str, float]]) -> list[Document]:
     first: dict[str, Document] = {}
     for docs in lists:
@@ -182,13 +169,13 @@ class HybridRetriever(Retriever):
         normalisation: ``"minmax"`` or ``"dbsf"`` (convex fusion).
         fetch_k: candidates fetched from each side (at least ``k``).
         rrf_k: the RRF constant.
-        by_document: fuse per document, then rank chunks (see the module docstring).
+        by_document: fuse per document, then rank chunks (default; see the module docstring).
     """
 
     def __init__(self, dense: Retriever, lexical: Retriever, *, k: int = 4, filter: Filter | None = None,
                  score_threshold: float | None = None, fusion: str = "convex", weight: float = 0.5,
                  normalisation: str = "minmax", fetch_k: int = 100, rrf_k: int = 60,
-                 by_document: bool = False) -> None:
+                 by_document: bool = True) -> None:
         super().__init__(k=k, filter=filter, score_threshold=score_threshold)
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
@@ -212,7 +199,10 @@ class HybridRetriever(Retriever):
         # 1. candidates from each side: ids, scores, metadata
         n = max(k, self.fetch_k)
         sides = (self.dense, self.lexical)
-        hits: list[list[Hit]] = [side._hits(query, k=n, filter=filter) for side in sides]
+        if self.by_document:  # n documents from each side: twice as many chunks, cut at the n-th document
+            hits = [first_documents(side._hits(query, k=2 * n, filter=filter), n) for side in sides]
+        else:
+            hits = [side._hits(query, k=n, filter=filter) for side in sides]
         # 2. fuse, keep the best k
         ranked = fuse(hits, weights=[self.weight, 1.0 - self.weight], fusion=self.fusion,
                       normalisation=self.normalisation, rrf_k=self.rrf_k, by_document=self.by_document)[:k]

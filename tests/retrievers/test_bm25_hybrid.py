@@ -199,3 +199,72 @@ def test_candidates_without_a_bm25_twin_come_from_chroma(embeddings):
     loaded = [d for d in fused if d.id not in ("cat-1", "space-1")]  # found by dense only: loaded from Chroma
     assert loaded and all(d.content == stored[d.id] for d in loaded)
     store.clear()
+
+
+def test_join_chunks_gives_the_document_back():
+    from plait.retrievers.bm25 import join_chunks
+    from plait.retrievers.splitters import RecursiveCharacterSplitter
+
+    text = ("Vitamin D is made in the skin and helps the body absorb calcium; bones need calcium "
+            "to stay dense and muscles need it to contract.\n\nDeficiency is common in winter.")
+    chunks = RecursiveCharacterSplitter(chunk_size=40, chunk_overlap=15).split_documents([Document(content=text)])
+    assert len(chunks) >= 3 and sum(len(c.content) for c in chunks) > len(text)  # they overlap
+    joined = join_chunks([c.content for c in chunks], [c.metadata for c in chunks])
+    assert joined.split() == text.split()
+    # without offsets: joined as they are
+    assert join_chunks(["a b", "c"], [{}, {}]) == "a b c"
+
+
+def _split_doc(index, level_docs):
+    ids, texts, metas = [], [], []
+    for source, parts in level_docs.items():
+        start = 0
+        for n, part in enumerate(parts):
+            ids.append(f"{source}{n}")
+            texts.append(part)
+            meta = {"source": source}
+            if len(parts) > 1:
+                meta |= {"chunk": n, "start": start, "end": start + len(part)}
+            metas.append(meta)
+            start += len(part) + 1
+    index.upsert(ids, texts, metas)
+
+
+DOCS = {
+    "a": ["Vitamin D levels were measured in adults.", "Bone density improved over two years."],
+    "b": ["Vitamin D supplements and vitamin D levels in vitamin studies."],
+    "c": ["Cats purr when they are content."],
+    "d": ["Dogs bark at strangers at night."],
+}
+
+
+def test_bm25_scores_whole_documents_and_returns_their_best_chunk():
+    chunks = BM25Index(level="chunk")
+    _split_doc(chunks, DOCS)
+    by_chunk = [h.id for h in chunks.hits("vitamin bone density", k=5)]
+    assert {"a0", "a1"} <= set(by_chunk)  # chunk level: each chunk of document a on its own
+    docs = BM25Index()  # level="document" is the default
+    _split_doc(docs, DOCS)
+    hits = docs.hits("vitamin bone density", k=5)
+    assert [h.id for h in hits] == ["a1", "b0"]  # one hit per document; a's best chunk carries it
+    # document a's score is that of its joined text, scored as one document
+    whole = BM25Index(level="chunk")
+    whole.upsert(["a", "b", "c", "d"], [" ".join(p) for p in DOCS.values()])
+    assert hits[0].score == pytest.approx(whole.hits("vitamin bone density", k=1)[0].score)
+    # a filter on a chunk's fields: the document counts through its chunks that pass
+    [only] = docs.hits("vitamin bone density", k=5, filter={"chunk": 0})
+    assert only.id == "a0" and only.score == pytest.approx(hits[0].score)
+    assert [d.id for d in BM25Retriever(docs, k=1).invoke("bone")] == ["a1"]
+    docs.delete(["a1"])  # kept in sync: document a is now its first chunk alone
+    assert [h.id for h in docs.hits("bone density", k=5)] == []
+    with pytest.raises(ValueError, match="level"):
+        BM25Index(level="page")
+
+
+def test_first_documents_cuts_at_the_nth_document():
+    from plait.retrievers.hybrid import first_documents
+
+    hits = [_chunk("a0", 0.9, "A", 0), _chunk("a1", 0.8, "A", 1), _chunk("b0", 0.7, "B", 0),
+            _chunk("a2", 0.6, "A", 2), _chunk("c0", 0.5, "C", 0), _chunk("b1", 0.4, "B", 1)]
+    assert [h.id for h in first_documents(hits, 2)] == ["a0", "a1", "b0", "a2"]
+    assert [h.id for h in first_documents(hits, 5)] == [h.id for h in hits]
