@@ -21,19 +21,20 @@ those a splitter made from it: metadata with ``chunk``, equal apart from the per
 (``chunk``, ``start``, ``end``, ``section``). Anything else is its own document, so on collections
 of unsplit documents it is exactly chunk-level fusion.
 
-Each side fetches ``max(k, fetch_k)`` candidates (default 100) before fusing. Candidates travel
-as ids, scores and metadata; only the ``k`` kept are loaded as Documents.
+Each side gives ``max(k, fetch_k)`` candidates (default 100) before fusing: documents when fusing
+by document (it fetches twice as many chunks and cuts at the ``fetch_k``-th document, so both
+sides are normalised over the same number of documents), else chunks. Candidates travel as ids,
+scores and metadata; only the ``k`` kept are loaded as Documents.
 
-Defaults (chunk-level min-max, weight 0.5, fetch_k 100) are chosen on principle and checked on
-SciFact (``benchmarks/retrieval_scifact.py``; default splitting, 1.9 chunks per abstract),
-nDCG@10 with 50 / 100 / 200 candidates per side: min-max 0.725 / 0.725 / 0.727; DBSF 0.719 /
-0.708 / 0.693; RRF 0.708 / 0.708 / 0.710. Per document: min-max 0.726 / 0.726 / 0.728, DBSF
-0.720 / 0.723 / 0.702, RRF 0.708 / 0.714 / 0.714. With one chunk per abstract: min-max 0.725,
-DBSF 0.717 (100 candidates). DBSF moves with the list's depth: a deep list drags mean and std
-down, the strongest hits pass mean + 3 std and are all clipped to 1, which discards the
-differences convex fusion is for; min-max never clips its top. That, not chunking, is what cost
-DBSF its 0.03. Document-aware fusion rescues DBSF (+0.015 at 100) but adds nothing to min-max
-(+0.001, inside the noise), so it stays an option. No weight in 0.3..0.7 passes 0.727 there.
+Defaults (per-document min-max, weight 0.5, fetch_k 100) are chosen on principle and checked on
+SciFact (``benchmarks/retrieval_scifact.py``; default splitting, 1.9 chunks per abstract), with
+BM25 scoring whole documents (see :mod:`plait.retrievers.bm25`), nDCG@10: 0.731 per document
+(0.733 with 200 documents per side), 0.727 chunk by chunk, RRF 0.711. With BM25 over chunks, as
+before: min-max 0.725-0.727 whatever the depth and level; DBSF 0.693-0.723, which moves with the
+list's depth (a deep list drags mean and std down, the strongest hits pass mean + 3 std and are
+all clipped to 1, discarding the differences convex fusion is for; min-max never clips its top);
+RRF 0.708-0.714. The fused score is not tuned per weight: 0.45 and 0.55 give 0.725 and 0.726
+on SciFact, so differences under ~0.005 are noise there.
 
 Example::
 
@@ -52,7 +53,19 @@ from plait.retrievers.base import CHUNK_KEYS, Filter, Hit, Retriever, document_k
 
 FUSIONS = ("convex", "rrf")
 NORMALISATIONS = ("minmax", "dbsf")
-__all__ = ["CHUNK_KEYS", "FUSIONS", "NORMALISATIONS", "HybridRetriever", "document_key", "fuse", "fuse_convex", "fuse_rrf"]
+__all__ = ["CHUNK_KEYS", "FUSIONS", "NORMALISATIONS", "HybridRetriever", "Scored", "document_key", "first_documents",
+           "fuse", "fuse_convex", "fuse_rrf"]
+class Scored(Protocol):
+    """Anything fusion can take: a :class:`Hit` or a :class:`Document`."""
+
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def score(self) -> float | None: ...
+    @property
+    def metadata(self) -> Mapping[str, Any]: ...
+
+
 def _scale(values: Sequence[float], normalisation: str) -> tuple[float, float]:
     """(low, span): a score s normalises to clip((s - low) / span, 0, 1)."""
     if normalisation == "minmax":
@@ -167,7 +180,7 @@ class HybridRetriever(Retriever):
         fusion: ``"convex"`` or ``"rrf"``.
         weight: the dense side's weight in convex fusion (BM25 gets ``1 - weight``).
         normalisation: ``"minmax"`` or ``"dbsf"`` (convex fusion).
-        fetch_k: candidates fetched from each side (at least ``k``).
+        fetch_k: candidates from each side (at least ``k``): documents when ``by_document``, else chunks.
         rrf_k: the RRF constant.
         by_document: fuse per document, then rank chunks (default; see the module docstring).
     """
