@@ -5,20 +5,22 @@ English stopwords removed, Snowball (Porter 2) stemming. The tokens of every chu
 SQLite table (beside the Chroma collection, see :class:`plait.retrievers.chroma.ChromaStore`);
 the ``bm25s`` index is rebuilt from them on the first search after a change, also when another
 process changed the table (a generation counter in the same file tells). Rebuilding is cheap
-(about a second for ~10k chunks) next to embedding.
+(about 2 s for SciFact's 10k chunks, passages included) next to embedding.
 
-Documents, not chunks, are scored (``level="document"``, the default). Chunking exists for the
-embedding model's length limit; BM25 has none, and chunking hurts it: a document's query terms
-end up in different chunks, and its term frequencies and length are cut up. So the chunks a
-splitter made from one document (same metadata apart from ``chunk``/``start``/``end``/
-``section``, see :func:`~plait.retrievers.base.document_key`) are joined back into the
-document's text (their character offsets undo the overlap) and BM25 scores that, as BEIR's BM25
-baselines index whole documents. Each hit is one document, carried by its best chunk (by the
-chunk's own BM25 score; the first chunk when no chunk alone matches) with the document's score.
-Chunks without ``chunk`` metadata are documents of their own. ``level="chunk"`` scores chunks.
-On SciFact (``benchmarks/retrieval_scifact.py``) BM25 alone scores about the same either way
-(nDCG@10 0.676 against 0.676), but fused with dense retrieval document scores give 0.731
-against 0.727: a document is credited with all its terms.
+Passages of whole documents, not single chunks, are scored. Chunking exists for the embedding
+model's length limit; BM25 has none, and chunking hurts it: a document's query terms end up in
+different chunks, and its term frequencies and length are cut up. So the chunks a splitter made
+from one document (same metadata apart from ``chunk``/``start``/``end``/``section``, see
+:func:`~plait.retrievers.base.document_key`) are joined back (their character offsets undo the
+overlap) into passages of up to ``window`` consecutive chunks (default 4, about 1,000 tokens with
+the default splitter): the whole document when it is no longer, else near-equal runs of
+chunks, so one long file still gives many passages. BM25 scores each passage as one text, as
+BEIR's BM25 baselines index whole documents; each hit is a passage, carried by its best chunk
+(by the chunk's own BM25 score; the first chunk when no chunk alone matches) with the passage's
+score. Chunks without ``chunk`` metadata are passages of their own; ``window=1`` scores chunks.
+On SciFact (``benchmarks/retrieval_scifact.py``; 1.9 chunks per abstract, 99.4% of abstracts
+within 4) BM25 alone scores the same either way (nDCG@10 0.676), but fused with dense retrieval
+passages give 0.731 against 0.727 for chunks: a document is credited with all its terms.
 
 Defaults ``k1=0.9, b=0.4`` are Anserini's general-purpose BM25 defaults (not tuned per dataset).
 
@@ -43,8 +45,6 @@ from plait.defaults import require
 from plait.messages import Document
 from plait.retrievers.base import Filter, Hit, Retriever, document_key, matches
 
-LEVELS = ("document", "chunk")
-
 
 class BM25Index:
     """A BM25 index over chunks (id, text, metadata), stored in SQLite (``path``) or in memory.
@@ -54,16 +54,16 @@ class BM25Index:
         k1, b: BM25 parameters.
         stemmer: a Snowball language for PyStemmer (``"english"``), or ``None`` for no stemming.
         stopwords: ``"en"`` (bm25s' English list), a list of words, or ``None``.
-        level: ``"document"`` (default) scores each document as a whole, ``"chunk"`` each chunk
-            (see the module docstring).
+        window: the most consecutive chunks of one document scored together as a passage
+            (default 4; 1 scores each chunk alone; see the module docstring).
     """
 
     def __init__(self, path: str | Path | None = None, *, k1: float = 0.9, b: float = 0.4,
                  stemmer: str | None = "english", stopwords: str | list[str] | None = "en",
-                 level: str = "document") -> None:
-        if level not in LEVELS:
-            raise ValueError(f"level must be one of {', '.join(LEVELS)}; got {level!r}")
-        self.level = level
+                 window: int = 4) -> None:
+        if not isinstance(window, int) or window < 1:
+            raise ValueError(f"window (chunks per BM25 passage) must be a positive integer; got {window!r}")
+        self.window = window
         self.path = str(path) if path is not None else None
         self.k1, self.b = k1, b
         self.stemmer_language = stemmer
@@ -76,12 +76,12 @@ class BM25Index:
         self._ids: list[str] = []
         self._metas: list[dict[str, Any]] = []
         self._pos: dict[str, int] = {}
-        self._doc_model: Any = None
-        self._doc_of: Any = None  # chunk position -> document position
-        self._members: list[list[int]] = []  # document position -> its chunks' positions, in text order
+        self._doc_model: Any = None  # BM25 over passages (window > 1)
+        self._doc_of: Any = None  # chunk position -> passage position
+        self._members: list[list[int]] = []  # passage position -> its chunks' positions, in text order
 
     def __repr__(self) -> str:
-        return f"BM25Index(path={self.path!r}, level={self.level!r})"
+        return f"BM25Index(path={self.path!r}, window={self.window})"
 
     # --- storage ---------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -184,7 +184,7 @@ class BM25Index:
         import bm25s
         import numpy as np
 
-        columns = "id, metadata, tokens" + (", content" if self.level == "document" else "")
+        columns = "id, metadata, tokens" + (", content" if self.window > 1 else "")
         rows = self._conn().execute(f"SELECT {columns} FROM bm25_docs ORDER BY id").fetchall()
         self._ids = [r[0] for r in rows]
         self._metas = [json.loads(r[1]) for r in rows]
@@ -195,40 +195,45 @@ class BM25Index:
             model = bm25s.BM25(k1=self.k1, b=self.b)
             model.index(tokens, show_progress=False)
             self._model = model
-            if self.level == "document":
-                self._build_documents(tokens, [r[3] for r in rows])
+            if self.window > 1:
+                self._build_passages(tokens, [r[3] for r in rows])
                 self._doc_of = np.empty(len(rows), dtype=np.int64)
                 for d, members in enumerate(self._members):
                     self._doc_of[members] = d
         self._built_generation = generation
 
-    def _build_documents(self, tokens: list[list[str]], contents: list[str]) -> None:
-        """Group chunks into documents and index each document's whole text."""
+    def _build_passages(self, tokens: list[list[str]], contents: list[str]) -> None:
+        """Group chunks into documents, documents into passages; index each passage's whole text."""
         import bm25s
 
         groups: dict[Any, list[int]] = {}
         for n, (cid, meta) in enumerate(zip(self._ids, self._metas, strict=True)):
             groups.setdefault(document_key(cid, meta), []).append(n)
-        self._members = [sorted(m, key=lambda n: _text_order(self._metas[n])) for m in groups.values()]
-        doc_tokens: list[list[str]] = []
-        joined: list[tuple[int, str]] = []  # documents of several chunks: their text, to tokenize again
+        self._members = []
+        for members in groups.values():
+            members.sort(key=lambda n: _text_order(self._metas[n]))
+            parts = -(-len(members) // self.window)  # near-equal runs of at most `window` chunks
+            bounds = [round(i * len(members) / parts) for i in range(parts + 1)]
+            self._members += [members[bounds[i]:bounds[i + 1]] for i in range(parts)]
+        passage_tokens: list[list[str]] = []
+        joined: list[tuple[int, str]] = []  # passages of several chunks: their text, to tokenize again
         for d, members in enumerate(self._members):
             if len(members) == 1:
-                doc_tokens.append(tokens[members[0]])
+                passage_tokens.append(tokens[members[0]])
             else:
-                doc_tokens.append([])
+                passage_tokens.append([])
                 joined.append((d, join_chunks([contents[n] for n in members], [self._metas[n] for n in members])))
         if joined:
             for (d, _), toks in zip(joined, self.tokenize([text for _, text in joined]), strict=True):
-                doc_tokens[d] = toks
+                passage_tokens[d] = toks
         model = bm25s.BM25(k1=self.k1, b=self.b)
-        model.index(doc_tokens, show_progress=False)
+        model.index(passage_tokens, show_progress=False)
         self._doc_model = model
 
     def hits(self, query: str, k: int = 4, filter: Filter | None = None) -> list[Hit]:
         """The best ``k`` hits (chunk id, BM25 score, metadata), best first, without their texts.
 
-        At ``level="document"`` each hit is a document: its best chunk with the document's score.
+        With ``window > 1`` each hit is a passage: its best chunk, with the passage's score.
         """
         import numpy as np
 
@@ -242,15 +247,15 @@ class BM25Index:
             if filter:
                 mask = np.fromiter((matches(m, filter) for m in self._metas), dtype=bool, count=len(self._metas))
                 scores = np.where(mask, scores, 0.0)
-            if self.level == "document":
-                return self._document_hits(q_tokens, scores, mask, k)
+            if self.window > 1:
+                return self._passage_hits(q_tokens, scores, mask, k)
             return [Hit(self._ids[i], float(scores[i]), self._metas[i]) for i in _top(scores, k)]
 
-    def _document_hits(self, q_tokens: list[str], chunk_scores: Any, mask: Any, k: int) -> list[Hit]:
+    def _passage_hits(self, q_tokens: list[str], chunk_scores: Any, mask: Any, k: int) -> list[Hit]:
         import numpy as np
 
         scores = self._doc_model.get_scores(q_tokens)
-        if mask is not None:  # a document counts if any of its chunks passes the filter
+        if mask is not None:  # a passage counts if any of its chunks passes the filter
             allowed = np.bincount(self._doc_of, weights=mask, minlength=len(self._members)) > 0
             scores = np.where(allowed, scores, 0.0)
         out = []

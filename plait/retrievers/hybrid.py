@@ -122,9 +122,12 @@ def fuse(lists: Sequence[Sequence[Scored]], *, weights: Sequence[float] | None =
 
         for key, s in best.items():
             doc[key] = doc.get(key, 0.0) + weight * norm(s)
+        if by_document:  # a chunk's own score: normalised over the side's chunks, so chunks of one
+            # document keep their order even when it is the only document (no spread over documents)
+            lo, span = _scale([item.score or 0.0 for item in items], normalisation)
         for item in items:
             cid = item.id or ""
-            chunk[cid] = chunk.get(cid, 0.0) + weight * norm(item.score or 0.0)
+            chunk[cid] = chunk.get(cid, 0.0) + weight * norm(item.score or 0.0, lo, span)
     # 3. each document's best chunk carries the document's score; its other chunks keep their own
     lead: dict[Hashable, str] = {}
     for cid, s in chunk.items():
@@ -132,7 +135,7 @@ def fuse(lists: Sequence[Sequence[Scored]], *, weights: Sequence[float] | None =
         other = lead.get(key)
         if other is None or (s, other) > (chunk[other], cid):  # ties: the smaller id leads
             lead[key] = cid
-    fused = dict(chunk)
+    fused = {cid: min(s, doc[key_of[cid]]) for cid, s in chunk.items()}  # never above its document
     for key, cid in lead.items():
         fused[cid] = doc[key]
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))

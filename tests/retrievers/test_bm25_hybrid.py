@@ -239,16 +239,16 @@ DOCS = {
 
 
 def test_bm25_scores_whole_documents_and_returns_their_best_chunk():
-    chunks = BM25Index(level="chunk")
+    chunks = BM25Index(window=1)
     _split_doc(chunks, DOCS)
     by_chunk = [h.id for h in chunks.hits("vitamin bone density", k=5)]
     assert {"a0", "a1"} <= set(by_chunk)  # chunk level: each chunk of document a on its own
-    docs = BM25Index()  # level="document" is the default
+    docs = BM25Index()  # window=4: a document of up to 4 chunks is one passage
     _split_doc(docs, DOCS)
     hits = docs.hits("vitamin bone density", k=5)
     assert [h.id for h in hits] == ["a1", "b0"]  # one hit per document; a's best chunk carries it
     # document a's score is that of its joined text, scored as one document
-    whole = BM25Index(level="chunk")
+    whole = BM25Index(window=1)
     whole.upsert(["a", "b", "c", "d"], [" ".join(p) for p in DOCS.values()])
     assert hits[0].score == pytest.approx(whole.hits("vitamin bone density", k=1)[0].score)
     # a filter on a chunk's fields: the document counts through its chunks that pass
@@ -257,8 +257,26 @@ def test_bm25_scores_whole_documents_and_returns_their_best_chunk():
     assert [d.id for d in BM25Retriever(docs, k=1).invoke("bone")] == ["a1"]
     docs.delete(["a1"])  # kept in sync: document a is now its first chunk alone
     assert [h.id for h in docs.hits("bone density", k=5)] == []
-    with pytest.raises(ValueError, match="level"):
-        BM25Index(level="page")
+    with pytest.raises(ValueError, match="window"):
+        BM25Index(window=0)
+
+
+def test_a_long_document_gives_several_passages():
+    index = BM25Index(window=4)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    _split_doc(index, {"x": [f"{w} filler text here" for w in words], "y": ["unrelated words only"]})
+    assert [h.id for h in index.hits("zeta", k=5)] == ["x5"]  # passage x4..x7, its best chunk
+    assert [h.id for h in index.hits("beta", k=5)] == ["x1"]  # passage x0..x3
+    assert sorted(h.id for h in index.hits("beta zeta", k=5)) == ["x1", "x5"]  # one file, two passages
+
+
+def test_fusion_by_document_keeps_chunk_order_within_one_document():
+    # One document only: per-document normalisation has no spread, chunk scores must still rank its chunks.
+    dense = [_chunk("x0", 0.9, "X", 0), _chunk("x1", 0.7, "X", 1), _chunk("x2", 0.5, "X", 2)]
+    lexical = [_chunk("x2", 5.0, "X", 2)]
+    fused = fuse([dense, lexical], by_document=True)
+    assert [i for i, _ in fused] == ["x0", "x2", "x1"]
+    assert [s for _, s in fused] == pytest.approx([1.0, 0.5, 0.25])
 
 
 def test_first_documents_cuts_at_the_nth_document():
