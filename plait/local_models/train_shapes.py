@@ -11,7 +11,7 @@ What it does, in order:
 2. draw batches of scenes from ``(seed, step)`` alone (worker processes render ahead), so a run
    is reproducible whatever the number of workers;
 3. DDPM objective (v-prediction, cosine schedule), the caption dropped to "" 10% of the time
-   for classifier-free guidance; AdamW, bf16 autocast on CUDA, an EMA of the weights;
+   for classifier-free guidance; AdamW, bf16 autocast (CUDA, or a CPU with native bf16), an EMA of the weights;
 4. save a :class:`~plait.local_models.shapes_pipeline.PlaitShapesPipeline` (EMA weights, fp16
    safetensors) with ``save_pretrained``, plus ``train_log.jsonl``;
 5. optionally (``--eval N``) score N held-out scenes with the checker under several samplers.
@@ -197,8 +197,13 @@ def train(cfg: TrainConfig) -> Path:
     ema = [p.detach().clone().float() for p in params]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast(
-        "cpu", enabled=False)
+    # bf16 autocast on CUDA, and on CPUs that compute bf16 natively (AMX / AVX512-BF16: ~1.5x fp32 here)
+    if device.startswith("cuda"):
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16)
+    else:
+        from plait.local_models.embeddings import cpu_has_bf16
+
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16())
     n_params = sum(p.numel() for p in params)
     print(f"training {n_params / 1e6:.2f}M parameters on {device}, batch {cfg.batch}", flush=True)
     log = (out / "train_log.jsonl").open("w")

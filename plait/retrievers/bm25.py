@@ -264,7 +264,7 @@ class BM25Index:
             if mask is not None:
                 members = [n for n in members if mask[n]]
             # the best chunk; ties (e.g. no chunk matches alone) go to the earliest in the text
-            best = max(members, key=lambda n: (chunk_scores[n], -members.index(n)))
+            _, best = max(enumerate(members), key=lambda p: (chunk_scores[p[1]], -p[0]))
             out.append(Hit(self._ids[best], float(scores[d]), self._metas[best]))
         return out
 
