@@ -286,3 +286,27 @@ def test_first_documents_cuts_at_the_nth_document():
             _chunk("a2", 0.6, "A", 2), _chunk("c0", 0.5, "C", 0), _chunk("b1", 0.4, "B", 1)]
     assert [h.id for h in first_documents(hits, 2)] == ["a0", "a1", "b0", "a2"]
     assert [h.id for h in first_documents(hits, 5)] == [h.id for h in hits]
+
+
+@pytest.mark.integration
+def test_hybrid_over_one_long_split_file_ranks_its_chunks(embeddings):
+    # A store holding a single long document: per-document fusion and BM25 passages must still
+    # pick the right chunk out of it (one document means no spread between documents).
+    from plait.retrievers.chroma import ChromaStore
+    from plait.retrievers.splitters import RecursiveCharacterSplitter
+    from tests.retrievers.conftest import CORPUS, unique
+
+    text = "\n\n".join(t for _, t, _ in CORPUS)
+    chunks = RecursiveCharacterSplitter(chunk_size=80, chunk_overlap=0).split_documents(
+        [Document(content=text, metadata={"source": "notes.txt"})])
+    assert len(chunks) == len(CORPUS)
+    for c in chunks:
+        c.id = f"n{c.metadata['chunk']}"
+    store = ChromaStore.in_memory(unique("one"), embeddings=embeddings)
+    store.upsert(chunks)
+    hybrid = store.as_retriever(k=3)
+    assert hybrid.invoke("XJ-9000 hinge")[0].content.startswith("Replacement part XJ-9000")
+    assert hybrid.invoke("feline making a happy rumbling sound")[0].content.startswith("Cats purr")
+    assert hybrid.invoke("rovers looking for water on Mars")[0].content.startswith("Mars rovers")
+    assert len({d.id for d in store.as_retriever("bm25", k=10).invoke("cats dogs telescope bread")}) == 3
+    store.clear()
