@@ -56,6 +56,8 @@ FUSIONS = ("convex", "rrf")
 NORMALISATIONS = ("minmax", "dbsf")
 __all__ = ["CHUNK_KEYS", "FUSIONS", "NORMALISATIONS", "HybridRetriever", "Scored", "document_key", "first_documents",
            "fuse", "fuse_convex", "fuse_rrf"]
+
+
 class Scored(Protocol):
     """Anything fusion can take: a :class:`Hit` or a :class:`Document`."""
 
