@@ -1,8 +1,8 @@
 """Retrieval quality and speed on a BEIR dataset (default: SciFact), with the LangChain baseline in the same run.
 
 plait: the default ingestion (JSONL loader on title + text, token-aware splitting at the model's
-max length, bundled MiniLM with the default dtype, embedded persistent Chroma + BM25 over whole
-documents), then dense, BM25 and hybrid (the default retriever: per-document min-max convex
+max length, bundled MiniLM with the default dtype, embedded persistent Chroma + BM25 over passages
+of whole documents), then dense, BM25 and hybrid (the default retriever: per-document min-max convex
 fusion; RRF, DBSF and chunk-by-chunk fusion also reported) retrieval. Chunks are mapped back to
 their corpus document (best chunk wins) before scoring. Hybrid nDCG@10 is measured at k=10
 (fusion depth follows k), recall@100 at k=200.

@@ -77,8 +77,8 @@ class BM25Index:
         self._ids: list[str] = []
         self._metas: list[dict[str, Any]] = []
         self._pos: dict[str, int] = {}
-        self._doc_model: Any = None  # BM25 over passages (window > 1)
-        self._doc_of: Any = None  # chunk position -> passage position
+        self._passage_model: Any = None  # BM25 over passages (window > 1)
+        self._passage_of: Any = None  # chunk position -> passage position
         self._members: list[list[int]] = []  # passage position -> its chunks' positions, in text order
 
     def __repr__(self) -> str:
@@ -183,14 +183,13 @@ class BM25Index:
         if generation == self._built_generation:
             return
         import bm25s
-        import numpy as np
 
         columns = "id, metadata, tokens" + (", content" if self.window > 1 else "")
         rows = self._conn().execute(f"SELECT {columns} FROM bm25_docs ORDER BY id").fetchall()
         self._ids = [r[0] for r in rows]
         self._metas = [json.loads(r[1]) for r in rows]
         self._pos = {i: n for n, i in enumerate(self._ids)}
-        self._model = self._doc_model = None
+        self._model = self._passage_model = None
         if rows:
             tokens = [r[2].split() for r in rows]
             model = bm25s.BM25(k1=self.k1, b=self.b)
@@ -198,14 +197,12 @@ class BM25Index:
             self._model = model
             if self.window > 1:
                 self._build_passages(tokens, [r[3] for r in rows])
-                self._doc_of = np.empty(len(rows), dtype=np.int64)
-                for d, members in enumerate(self._members):
-                    self._doc_of[members] = d
         self._built_generation = generation
 
     def _build_passages(self, tokens: list[list[str]], contents: list[str]) -> None:
         """Group chunks into documents, documents into passages; index each passage's whole text."""
         import bm25s
+        import numpy as np
 
         groups: dict[Any, list[int]] = {}
         for n, (cid, meta) in enumerate(zip(self._ids, self._metas, strict=True)):
@@ -229,7 +226,10 @@ class BM25Index:
                 passage_tokens[d] = toks
         model = bm25s.BM25(k1=self.k1, b=self.b)
         model.index(passage_tokens, show_progress=False)
-        self._doc_model = model
+        self._passage_model = model
+        self._passage_of = np.empty(len(tokens), dtype=np.int64)
+        for d, members in enumerate(self._members):
+            self._passage_of[members] = d
 
     def hits(self, query: str, k: int = 4, filter: Filter | None = None) -> list[Hit]:
         """The best ``k`` hits (chunk id, BM25 score, metadata), best first, without their texts.
@@ -255,9 +255,9 @@ class BM25Index:
     def _passage_hits(self, q_tokens: list[str], chunk_scores: Any, mask: Any, k: int) -> list[Hit]:
         import numpy as np
 
-        scores = self._doc_model.get_scores(q_tokens)
+        scores = self._passage_model.get_scores(q_tokens)
         if mask is not None:  # a passage counts if any of its chunks passes the filter
-            allowed = np.bincount(self._doc_of, weights=mask, minlength=len(self._members)) > 0
+            allowed = np.bincount(self._passage_of, weights=mask, minlength=len(self._members)) > 0
             scores = np.where(allowed, scores, 0.0)
         out = []
         for d in _top(scores, k):
