@@ -5,7 +5,7 @@
 
 1. Adherence: held-out captions (half new scenes of seen colour-shape pairs, half of the
    colour-shape pairs never seen in training) drawn at 25 steps with the model's few-step
-   sampler (Euler ancestral, trailing timesteps), then at the full 1000-step DDPM schedule;
+   sampler (Euler ancestral, as saved with it), then at the full 1000-step DDPM schedule;
    each image is scored by the deterministic checker (colour, shape, position, size).
    ``unseen_acc`` is the share of unseen-pair images with colour, shape and position all right.
    The same captions are also drawn with DDIM at 25 steps (``ddim_*`` figures; ``--ddim-n 0`` skips).
@@ -100,7 +100,7 @@ def main() -> None:
                         help="captions at the full DDPM schedule (1000 steps, ~40x slower; default 40)")
     parser.add_argument("--ddim-n", type=int, default=None, help="captions drawn with DDIM too (default: --n)")
     parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--scheduler", default=None, help="few-step sampler (default: the model's own, Euler ancestral trailing)")
+    parser.add_argument("--scheduler", default=None, help="few-step sampler (default: the model's own, Euler ancestral)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's, 3.0)")
     parser.add_argument("--batch", type=int, default=25, help="images per pipeline call")
     parser.add_argument("--rounds", type=int, default=6, help="wrapper/direct alternations for the overhead figure")

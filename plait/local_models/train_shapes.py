@@ -1,6 +1,6 @@
 """Train plait's own text-to-image model on procedural shape scenes.
 
-    python -m plait.local_models.train_shapes --seed 0 --out DIR --steps 1458 --workers 7   # the shipped model
+    python -m plait.local_models.train_shapes --seed 0 --out DIR --max-seconds 300 --workers 3   # the shipped model (GPU)
     python -m plait.local_models.train_shapes --seed 0 --out DIR --small    # fits an hour on 2 CPU cores
 
 What it does, in order:
@@ -10,7 +10,7 @@ What it does, in order:
    train from the cache);
 2. draw batches of scenes from ``(seed, step)`` alone (worker processes render ahead), so a run
    is reproducible whatever the number of workers;
-3. DDPM objective (v-prediction, cosine schedule), the caption dropped to "" 10% of the time
+3. DDPM objective (epsilon prediction, cosine schedule), the caption dropped to "" 10% of the time
    for classifier-free guidance; AdamW, bf16 autocast (CUDA, or a CPU with native bf16), an EMA of the weights;
 4. save a :class:`~plait.local_models.shapes_pipeline.PlaitShapesPipeline` (EMA weights, fp16
    safetensors) with ``save_pretrained``, plus ``train_log.jsonl``;
@@ -41,30 +41,31 @@ class TrainConfig:
     out: str = "plait-shapes"
     steps: int = 100_000
     max_seconds: float = 3600.0
-    batch: int = 512
+    batch: int = 256
     lr: float = 4e-4
     warmup: int = 200
-    channels: tuple[int, ...] = (32, 64, 128)
+    channels: tuple[int, ...] = (64, 128, 128)
     layers: int = 1
     heads: int = 4
     size: int = 32
     patch: int = 1
     train_timesteps: int = 1000
-    prediction: str = "v_prediction"
+    prediction: str = "epsilon"
     cond_drop: float = 0.1
-    ema: float = 0.999
+    ema: float = 0.995
     workers: int = 0
     device: str = "auto"
     caption_cache: str = ""
     init: str = ""  # start from this saved pipeline's UNet (to continue training)
-    cosine: bool = False  # decay the learning rate to 0 over --steps (cosine) instead of keeping it flat
+    cosine: bool = True  # decay the learning rate to 0 (cosine) by --steps or --max-seconds, whichever ends first
     eval: int = 0
     log_every: int = 100
 
 
-#: The shipped model: ``--steps 1458`` of the defaults (225 s on one H100, two runs sharing it).
-#: ``--small``: the same recipe cut down to finish within an hour on 2 CPU cores (weaker model).
-SMALL = {"channels": (32, 64, 64), "patch": 2, "batch": 64, "max_seconds": 3300.0, "ema": 0.998, "lr": 5e-4}
+#: The shipped model: the defaults with ``--max-seconds 300`` on one H100 (four runs sharing it; step 1417).
+#: ``--small``: an older v-prediction recipe cut down to finish within an hour on 2 CPU cores (weaker model).
+SMALL = {"channels": (32, 64, 64), "layers": 1, "patch": 2, "batch": 64, "max_seconds": 3300.0, "ema": 0.998,
+         "lr": 5e-4, "prediction": "v_prediction", "cosine": False}
 
 
 def make_unet(cfg: TrainConfig) -> Any:
@@ -88,16 +89,19 @@ def make_scheduler(cfg: TrainConfig) -> Any:
                          prediction_type=cfg.prediction, clip_sample=False)
 
 
-def keep_clip_sample_off(config_file: Path) -> None:
-    """Write ``clip_sample: false`` into a saved scheduler config.
+def record_clip_sample(config_file: Path, prediction: str) -> None:
+    """Write into a saved scheduler config whether DDIM/DDPM swapped in by name clip x0 to [-1, 1].
 
-    The model was trained without clipping its x0 estimates; Euler ancestral has no such option, so
-    diffusers leaves it out when saving, and a scheduler swapped in from that config (DDIM, DDPM:
-    default ``clip_sample=True``) would clip, which ruins v-prediction samples at high noise
-    (25-step DDIM: colour accuracy 0.75 -> 1.0 on 16 held-out captions once it is off).
+    Euler ancestral has no such option, so diffusers leaves it out when saving, and a scheduler built
+    from that config would take its own default (DDIM, DDPM: ``clip_sample=True``).
+
+    - v-prediction: off. Clipping ruins its samples at high noise (25-step DDIM: colour accuracy
+      0.75 -> 1.0 on 16 held-out captions once it is off).
+    - epsilon: on. Its x0 estimate at the first of 1000 DDPM steps is its error times sigma 20,291
+      (see :func:`sampling_scheduler`); clipping is what keeps that step from ruining the image.
     """
     config = json.loads(config_file.read_text())
-    config["clip_sample"] = False
+    config["clip_sample"] = prediction != "v_prediction"
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
@@ -107,10 +111,17 @@ def sampling_scheduler(train_scheduler: Any) -> Any:
     Measured on the shipped model (held-out captions, 25 steps, guidance 3): shape accuracy 0.67
     with Euler ancestral against 0.53 with DPM-Solver++ 2M (and 0.675 with 1000-step DDPM); the
     deterministic few-step solvers round the corners of squares.
+
+    An epsilon-prediction model starts from t=960 instead ("leading" timesteps). The cosine schedule's
+    last step has alpha_bar = 2.4e-9 (sigma 20,291), and the x0 an epsilon model implies there is its
+    error times that sigma. Starting at t=999 turned four GPU-trained epsilon models' images into noise
+    (colour 0.1-0.24 on 200 held-out captions); at t=960 (sigma 16) the same weights drew the scenes.
+    A v-prediction model has no such blow-up, and trailing timesteps start it from pure noise.
     """
     from diffusers import EulerAncestralDiscreteScheduler
 
-    return EulerAncestralDiscreteScheduler.from_config(train_scheduler.config, timestep_spacing="trailing")
+    spacing = "trailing" if train_scheduler.config.prediction_type == "v_prediction" else "leading"
+    return EulerAncestralDiscreteScheduler.from_config(train_scheduler.config, timestep_spacing=spacing)
 
 
 # --- captions --------------------------------------------------------------------------------------
@@ -228,8 +239,9 @@ def train(cfg: TrainConfig) -> Path:
         target = a.sqrt() * noise - (1 - a).sqrt() * x0 if cfg.prediction == "v_prediction" else noise
         # 4. predict, regress, step; the learning rate warms up linearly (then optionally decays)
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
-        if cfg.cosine:
-            lr *= 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        if cfg.cosine:  # progress by steps or by time, whichever is further on, so a timed run anneals too
+            progress = min(1.0, max(step / cfg.steps, (time.perf_counter() - start) / cfg.max_seconds))
+            lr *= 0.5 * (1 + math.cos(math.pi * progress))
         for group in opt.param_groups:
             group["lr"] = lr
         with autocast:
@@ -261,7 +273,7 @@ def train(cfg: TrainConfig) -> Path:
     unet = unet.to("cpu", torch.float16).eval()
     pipe = PlaitShapesPipeline(unet=unet, scheduler=sampling_scheduler(scheduler), patch_size=cfg.patch)
     pipe.save_pretrained(out, safe_serialization=True)
-    keep_clip_sample_off(Path(out) / "scheduler" / "scheduler_config.json")
+    record_clip_sample(Path(out) / "scheduler" / "scheduler_config.json", cfg.prediction)
     print(f"saved pipeline to {out}", flush=True)
     return out
 
@@ -276,6 +288,7 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any], int]] = {
     "unipc-trailing-25": ("UniPCMultistepScheduler", {"timestep_spacing": "trailing"}, 25),
     "dpm++2m-trailing-10": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "timestep_spacing": "trailing"}, 10),
     "euler_a-trailing-25": ("EulerAncestralDiscreteScheduler", {"timestep_spacing": "trailing"}, 25),
+    "euler_a-leading-25": ("EulerAncestralDiscreteScheduler", {"timestep_spacing": "leading"}, 25),
     "dpm++sde-trailing-25": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "timestep_spacing": "trailing"}, 25),
     "ddpm-trailing-25": ("DDPMScheduler", {"timestep_spacing": "trailing"}, 25),
     "ddpm-1000": ("DDPMScheduler", {}, 1000),
@@ -359,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prediction", choices=["v_prediction", "epsilon"], default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--init", default=None, help="continue from this saved pipeline's UNet")
-    parser.add_argument("--cosine", action="store_true", default=None, help="cosine learning-rate decay over --steps")
+    parser.add_argument("--cosine", action=argparse.BooleanOptionalAction, default=None, help="cosine learning-rate decay to 0 by --steps or --max-seconds, whichever comes first")
     parser.add_argument("--caption-cache", default=None, help="file for the encoded captions (reused when present)")
     parser.add_argument("--eval-guidance", default="3.0", help="guidance scales to try with the first sampler")
     parser.add_argument("--eval-samplers", default=None, help=f"comma-separated, from {','.join(SAMPLERS)}")
