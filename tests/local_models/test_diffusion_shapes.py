@@ -134,7 +134,7 @@ def test_training_script_runs_and_saves_a_loadable_pipeline(tmp_path: Path, one_
     assert result.images[0].size == (16, 16)
     saved = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
     # an epsilon model: DDIM/DDPM swapped in clip x0, and Euler ancestral skips the t=999 blow-up
-    assert saved["prediction_type"] == "epsilon" and saved["clip_sample"] is True
+    assert saved["prediction_type"] == "epsilon" and saved["clip_sample"] is True and saved["clip_sample_range"] == 2.0
     assert saved["timestep_spacing"] == "leading"
 
 
@@ -149,7 +149,7 @@ def test_schedulers_swapped_into_the_embedded_model_keep_its_training_schedule(n
     base = diffusers.EulerAncestralDiscreteScheduler.from_pretrained(image_model_path(), subfolder="scheduler")
     swapped = make_scheduler(name, base.config)
     # an epsilon model: x0 clipped (the first of 1000 DDPM steps has sigma 20,291), no t=999 start
-    assert swapped.config.clip_sample is True
+    assert swapped.config.clip_sample is True and swapped.config.clip_sample_range == 2.0
     assert swapped.config.prediction_type == "epsilon"
     assert swapped.config.timestep_spacing == "leading"
     assert swapped.config.beta_schedule == "squaredcos_cap_v2"
