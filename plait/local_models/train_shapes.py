@@ -300,11 +300,23 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any], int]] = {
 }
 
 
+def default_samplers(prediction: str) -> list[str]:
+    """The samplers ``evaluate`` scores when none are named: the one saved with the pipeline first.
+
+    An epsilon model skips the ``*-trailing-*`` entries: they start at t=999, where its x0 estimate
+    is its error times sigma 20,291 (see :func:`sampling_scheduler`), so they score noise.
+    """
+    saved = "euler_a-trailing-25" if prediction == "v_prediction" else "euler_a-leading-25"
+    rest = [n for n in SAMPLERS if n != saved and (prediction == "v_prediction" or "trailing" not in n)]
+    return [saved, *rest]
+
+
 def evaluate(folder: Path, n: int, cfg: TrainConfig, samplers: list[str] | None = None,
              guidances: tuple[float, ...] = (3.0,)) -> list[dict[str, Any]]:
     """Score ``n`` held-out scenes (half of unseen colour-shape pairs) under each sampler.
 
     The first sampler is also tried at every guidance scale in ``guidances``; the rest at the first.
+    Default samplers: :func:`default_samplers` for the model's prediction type.
     """
     import torch
 
@@ -321,7 +333,7 @@ def evaluate(folder: Path, n: int, cfg: TrainConfig, samplers: list[str] | None 
     embeds = {"prompt_embeds": hidden[ids].to(device), "prompt_attention_mask": mask[ids].to(device),
               "negative_prompt_embeds": hidden[[0] * n].to(device), "negative_prompt_attention_mask": mask[[0] * n].to(device)}
     base = dict(pipe.scheduler.config)
-    names = samplers or list(SAMPLERS)
+    names = samplers or default_samplers(pipe.scheduler.config.prediction_type)
     runs = [(names[0], g) for g in guidances] + [(name, guidances[0]) for name in names[1:]]
     results = []
     for name, guidance in runs:
@@ -380,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cosine", action=argparse.BooleanOptionalAction, default=None, help="cosine learning-rate decay to 0 by --steps or --max-seconds, whichever comes first")
     parser.add_argument("--caption-cache", default=None, help="file for the encoded captions (reused when present)")
     parser.add_argument("--eval-guidance", default="3.0", help="guidance scales to try with the first sampler")
-    parser.add_argument("--eval-samplers", default=None, help=f"comma-separated, from {','.join(SAMPLERS)}")
+    parser.add_argument("--eval-samplers", default=None, help=f"comma-separated, from {','.join(SAMPLERS)}; default: the saved sampler first, and no trailing ones for epsilon models")
     args = parser.parse_args(argv)
     values: dict[str, Any] = dict(SMALL) if args.small else {}
     for key, value in vars(args).items():

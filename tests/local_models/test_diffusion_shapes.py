@@ -138,6 +138,15 @@ def test_training_script_runs_and_saves_a_loadable_pipeline(tmp_path: Path, one_
     assert saved["timestep_spacing"] == "leading"
 
 
+def test_default_eval_samplers_start_with_the_saved_one_and_skip_t999_for_epsilon_models() -> None:
+    from plait.local_models.train_shapes import SAMPLERS, default_samplers
+
+    eps, v = default_samplers("epsilon"), default_samplers("v_prediction")
+    assert eps[0] == "euler_a-leading-25" and v[0] == "euler_a-trailing-25"
+    assert not [n for n in eps if "trailing" in n] and "ddim-leading-25" in eps and "ddpm-1000" in eps
+    assert sorted(v) == sorted(SAMPLERS) and len(set(eps)) == len(eps)
+
+
 @pytest.mark.parametrize("name", ["ddim", "ddpm", "dpm++", "euler"])
 def test_schedulers_swapped_into_the_embedded_model_keep_its_training_schedule(name: str) -> None:
     pytest.importorskip("diffusers")

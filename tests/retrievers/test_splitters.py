@@ -55,6 +55,18 @@ def test_recursive_prefers_paragraphs_and_overlaps():
         assert 0 < a.metadata["end"] - b.metadata["start"] <= 50  # consecutive chunks share text
 
 
+def test_balance_cuts_the_last_two_chunks_evenly_and_keeps_the_rest():
+    text = " ".join(f"w{i:03d}" for i in range(130))  # 649 characters: 200 + 200 + 200 + 49 greedily
+    greedy = RecursiveCharacterSplitter(200, 0, balance=False).split_text(text)
+    balanced = RecursiveCharacterSplitter(200, 0).split_text(text)
+    assert [len(c) for c in greedy] == [199, 199, 199, 49]
+    assert balanced[:2] == greedy[:2] and len(balanced) == 4  # same count; only the tail moved
+    a, b = (len(c) for c in balanced[2:])
+    assert abs(a - b) <= 5 and a + b + 1 == len(text) - sum(len(c) + 1 for c in greedy[:2])
+    assert " ".join(balanced) == text
+    assert RecursiveCharacterSplitter(200, 0).split_text(text[:149]) == [text[:149]]  # one chunk: untouched
+
+
 def test_chunk_index_counts_per_source():
     docs = [Document(content="a " * 50, metadata={"source": "x", "page": 1}),
             Document(content="b " * 50, metadata={"source": "x", "page": 2}),
