@@ -71,10 +71,13 @@ def make_retriever(store: Any, k: int, min_similarity: float) -> Any:
 
 def model_options(args: argparse.Namespace, default_max_tokens: int = 96) -> dict[str, Any]:
     """Generation options for answers. The small local model stops at the end of its first
-    paragraph: past it, it tends to wander into code samples and lists unrelated to the passages."""
+    paragraph: past it, it tends to wander into code samples and lists unrelated to the passages.
+    It also gets a light frequency penalty: greedy SmolLM2-135M loops on a phrase (the demo's
+    "all-MiniLM-L6-v2-v2-v2-v2..." until max_tokens); 0.3 lets it repeat a word a few times, not forever."""
     options: dict[str, Any] = {"max_tokens": args.max_tokens or default_max_tokens}
     if args.model.startswith("local"):
         options["stop"] = ["\n\n"]
+        options["frequency_penalty"] = 0.3
     return options
 
 

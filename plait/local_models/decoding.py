@@ -2,6 +2,9 @@
 
 - :class:`Sampler` picks the next token: argmax when ``temperature`` is unset or 0, else
   temperature / top-k / top-p sampling from a seeded ``torch.Generator`` (same seed, same tokens).
+  ``frequency_penalty`` / ``presence_penalty`` work as in the OpenAI API: before choosing, each
+  token already generated in this answer has its logit lowered by ``frequency_penalty`` times its
+  count plus ``presence_penalty`` once, so a small model stops looping on a phrase.
 - :class:`IncrementalDetokenizer` turns a growing list of token ids into text pieces, holding back
   a piece while it ends in an incomplete UTF-8 character (byte-level BPE splits multi-byte
   characters across tokens).
@@ -27,8 +30,16 @@ class Sampler:
     """Greedy or sampled choice of the next token from float32 logits."""
 
     def __init__(self, temperature: float | None = None, top_p: float | None = None,
-                 top_k: int | None = None, seed: int | None = None, device: Any = "cpu") -> None:
+                 top_k: int | None = None, seed: int | None = None, device: Any = "cpu", *,
+                 frequency_penalty: float | None = None, presence_penalty: float | None = None) -> None:
         import torch
+
+        for name, value in (("frequency_penalty", frequency_penalty), ("presence_penalty", presence_penalty)):
+            if value is not None and not -2 <= value <= 2:
+                raise ValueError(f"{name} must be between -2 and 2 (as in the OpenAI API), got {value}")
+        self.frequency_penalty = frequency_penalty or 0.0
+        self.presence_penalty = presence_penalty or 0.0
+        self.counts: dict[int, int] = {}  # tokens chosen so far, when a penalty needs them
 
         if temperature is not None and temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -46,6 +57,20 @@ class Sampler:
             self.generator.manual_seed(seed if seed is not None else random.getrandbits(63))
 
     def __call__(self, logits: torch.Tensor) -> int:
+        if not (self.frequency_penalty or self.presence_penalty):
+            return self._choose(logits)
+        if self.counts:
+            import torch
+
+            ids = torch.tensor(list(self.counts), device=logits.device)
+            counts = torch.tensor(list(self.counts.values()), dtype=logits.dtype, device=logits.device)
+            logits = logits.clone()
+            logits[ids] -= self.frequency_penalty * counts + self.presence_penalty
+        token = self._choose(logits)
+        self.counts[token] = self.counts.get(token, 0) + 1
+        return token
+
+    def _choose(self, logits: torch.Tensor) -> int:
         import torch
 
         if self.greedy:

@@ -57,9 +57,12 @@ DEFAULT_MAX_TOKENS = 512
 
 
 class TransformersOptions(ChatOptions):
-    """Options of local models: the common ones plus ``top_k``."""
+    """Options of local models: the common ones plus ``top_k``, and the OpenAI API's penalties on
+    tokens already generated (see :class:`~plait.local_models.decoding.Sampler`)."""
 
     top_k: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
 
 
 class ContextLengthError(ValueError):
@@ -80,7 +83,8 @@ class TransformersChatModel(ChatModel):
         context_window: override the window read from the model config.
         truncation: ``"error"`` (default) or ``"drop_oldest"`` (see the module docstring).
         quantize: ``"auto"`` (default), ``"none"`` or ``"int4"`` (see the module docstring).
-        **options: default generation options (temperature, top_p, top_k, max_tokens, stop, seed).
+        **options: default generation options (temperature, top_p, top_k, max_tokens, stop, seed,
+            frequency_penalty, presence_penalty).
     """
 
     Options: ClassVar[type[ChatOptions]] = TransformersOptions
@@ -158,7 +162,9 @@ class TransformersChatModel(ChatModel):
         from plait.local_models.decoding import Sampler
 
         sampler = Sampler(options.get("temperature"), options.get("top_p"), options.get("top_k"),
-                          options.get("seed"), device=engine.device)
+                          options.get("seed"), device=engine.device,
+                          frequency_penalty=options.get("frequency_penalty"),
+                          presence_penalty=options.get("presence_penalty"))
         request_id = f"local-{uuid.uuid4().hex[:12]}"
         first = True
         for piece, finish, usage in engine.generate(ids, budget, sampler, options.get("stop")):

@@ -53,3 +53,18 @@ def test_sampler_greedy_and_seeded() -> None:
     assert {nucleus(logits) for _ in range(200)} == {1, 3}
     with pytest.raises(ValueError, match="temperature"):
         Sampler(temperature=-1)
+
+
+def test_frequency_and_presence_penalties_lower_tokens_already_chosen() -> None:
+    logits = torch.tensor([0.0, 2.0, 1.5, 1.0])
+    assert [Sampler()(logits) for _ in range(3)] == [1, 1, 1]  # greedy alone repeats itself
+    freq = Sampler(frequency_penalty=0.3)  # token 1 loses 0.3 per use: 2.0 -> 1.7 -> 1.4 (< 1.5)
+    assert [freq(logits) for _ in range(4)] == [1, 1, 2, 1]
+    assert freq.counts == {1: 3, 2: 1}
+    pres = Sampler(presence_penalty=0.6)  # paid once, however often: 1 (2.0), 2 (1.5 > 1.4), then 1 (1.4) for good
+    assert [pres(logits) for _ in range(4)] == [1, 2, 1, 1]
+    assert torch.equal(logits, torch.tensor([0.0, 2.0, 1.5, 1.0]))  # the caller's logits are left alone
+    with pytest.raises(ValueError, match="frequency_penalty must be between -2 and 2"):
+        Sampler(frequency_penalty=3)
+    with pytest.raises(ValueError, match="presence_penalty"):
+        Sampler(presence_penalty=-2.5)

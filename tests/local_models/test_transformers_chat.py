@@ -168,6 +168,15 @@ def test_bad_sampling_values_are_errors(smollm2: TransformersChatModel) -> None:
         smollm2.invoke("hi", max_tokens=0)
 
 
+def test_frequency_penalty_breaks_up_repetition(smollm2: TransformersChatModel) -> None:
+    prompt = "List the numbers from 1 to 30, separated by commas."
+    plain = smollm2.invoke(prompt, max_tokens=40).content
+    penalised = smollm2.invoke(prompt, max_tokens=40, frequency_penalty=1.0).content
+    assert plain.count(",") >= 10 and penalised.count(",") < plain.count(","), (plain, penalised)
+    with pytest.raises(ValueError, match="frequency_penalty must be between -2 and 2"):
+        smollm2.invoke("hi", frequency_penalty=5)
+
+
 def test_constructor_is_cheap() -> None:
     start = time.perf_counter()
     model = TransformersChatModel()
