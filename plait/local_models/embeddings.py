@@ -9,6 +9,15 @@ Device and precision:
   within 0.005 (``benchmarks/retrieval_scifact.py --fp32-check`` measures it). Pass
   ``dtype="float32"`` for bit-for-bit float32 vectors.
 
+Fused encoder (``fuse=None``, the default: on for bfloat16 on the CPU). Calls with many texts
+(ingestion) run the transformer traced once with ``torch.jit.trace``, frozen, through oneDNN Graph
+fusion, which joins the matmuls with their bias, GELU, softmax and layer norms into AMX kernels.
+Measured on the reference CPU on MiniLM batches of 32: 1.2-1.6x faster than eager bfloat16 at
+64-256 tokens. Lengths are padded up to a multiple of ``fuse_step`` tokens, since oneDNN compiles
+each new shape once (~0.1-0.3 s). The trace is checked against the eager model on a padded batch
+before it is used; if tracing fails or the check differs, the eager model is used, with a warning.
+``torch.jit.enable_onednn_fusion(True)`` is process-wide. Queries and small calls stay eager.
+
 Vectors are L2-normalised, so dot product equals cosine similarity.
 
 Example::
@@ -102,6 +111,8 @@ class SentenceTransformerEmbeddings(Embeddings):
         batch_size: texts per forward pass; texts are sorted by token count first, so padding is
             small. 32 keeps a batch's activations in cache: on 2 cores it embedded ~20% faster than 64.
         normalize: L2-normalise the vectors (cosine similarity = dot product).
+        fuse: run large calls through the traced, oneDNN-fused encoder (see the module docstring);
+            ``None`` (default) turns it on for bfloat16 on the CPU.
     """
 
     io_bound = True  # torch releases the GIL while it computes
@@ -109,9 +120,13 @@ class SentenceTransformerEmbeddings(Embeddings):
     small_batch = 4
     #: Texts tokenized together (and sorted by token count) at a time; bounds the padded token arrays.
     tokenize_block = 1024
+    #: Calls with at least this many texts use the fused encoder (when on); fewer stay eager.
+    fuse_min_texts = 64
+    #: The fused encoder sees lengths padded up to a multiple of this, so it compiles few shapes.
+    fuse_step = 16
 
     def __init__(self, model: str | None = None, *, device: str = "auto", dtype: str = "auto",
-                 batch_size: int = 32, normalize: bool = True) -> None:
+                 batch_size: int = 32, normalize: bool = True, fuse: bool | None = None) -> None:
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
         if batch_size < 1:
@@ -121,7 +136,9 @@ class SentenceTransformerEmbeddings(Embeddings):
         self.dtype = dtype
         self.batch_size = batch_size
         self.normalize = normalize
+        self.fuse = fuse
         self._model: Any = None
+        self._fused: Any = None  # the traced encoder and its input names; False once ruled out
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -145,9 +162,64 @@ class SentenceTransformerEmbeddings(Embeddings):
                 model = SentenceTransformer(path, device=device,
                                             model_kwargs={"dtype": getattr(torch, dtype)})
                 model.eval()
-                self.resolved = {"model": path, "device": device, "dtype": dtype}
+                self.resolved: dict[str, Any] = {"model": path, "device": device, "dtype": dtype}
                 self._model = model
         return self._model
+
+    def _fused_encoder(self, model: Any) -> tuple[Any, list[str]] | None:
+        """The traced, frozen, oneDNN-fused transformer and its input names, or None (use eager)."""
+        if self._fused is None:
+            with self._lock:
+                if self._fused is None:
+                    self._fused = self._trace(model) or False
+        return self._fused or None
+
+    def _trace(self, model: Any) -> tuple[Any, list[str]] | None:
+        on = self.fuse if self.fuse is not None else self.resolved["device"] == "cpu" and self.resolved["dtype"] == "bfloat16"
+        encoder = getattr(model[0], "auto_model", None) if len(model) else None
+        if not on or encoder is None or self.resolved["device"] != "cpu":
+            return None
+        import warnings
+
+        import torch
+
+        # Two lengths, so the traced graph applies the padding mask (it is traced, not branched on).
+        example = model.preprocess(["a padded example, so that the trace masks padding", "short"])
+        names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in example]
+        if names[:2] != ["input_ids", "attention_mask"] or set(example) - set(names) - {"modality"}:
+            return None  # not a plain text encoder
+        try:
+            torch.jit.enable_onednn_fusion(True)
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # TorchScript's deprecation and tracer notes
+                traced = torch.jit.freeze(torch.jit.trace(_Encoder(encoder, names), tuple(example[k] for k in names),
+                                                          strict=False).eval())
+                check = model.preprocess(["The fused encoder must agree with the eager one.", "Padding too.",
+                                          "x " * 40] * 3)
+                fused = self._fused_forward(model, (traced, names), check)
+                eager = model(check)["sentence_embedding"]
+            agree = float(torch.nn.functional.cosine_similarity(fused.float(), eager.float()).min())
+            if agree < 0.999:
+                raise RuntimeError(f"it disagrees with the eager model (cosine {agree:.4f})")
+        except Exception as e:  # any model TorchScript cannot trace: stay eager
+            warnings.warn(f"Embedding without the fused encoder ({type(e).__name__}: {e}); pass fuse=False "
+                          "to skip trying", RuntimeWarning, stacklevel=4)
+            return None
+        self.resolved["fused"] = True
+        return traced, names
+
+    def _fused_forward(self, model: Any, fused: tuple[Any, list[str]], features: dict[str, Any]) -> Any:
+        """Sentence embeddings of one batch through the traced encoder, then the model's pooling."""
+        import torch
+
+        traced, names = fused
+        width = features["input_ids"].shape[1]
+        pad = -width % self.fuse_step
+        args = [torch.nn.functional.pad(features[k], (0, pad)) if pad else features[k] for k in names]
+        out = {**features, "token_embeddings": traced(*args)[:, :width]}
+        for module in list(model)[1:]:  # pooling (and normalising) as the model does it
+            out = module(out)
+        return out["sentence_embedding"]
 
     @property
     def tokenizer(self) -> Any:
@@ -175,12 +247,15 @@ class SentenceTransformerEmbeddings(Embeddings):
         import torch
 
         out = torch.empty((len(texts), model.get_embedding_dimension()), dtype=torch.float32)
+        fused = self._fused_encoder(model) if len(texts) >= self.fuse_min_texts and self.fuse is not False else None
         with torch.inference_mode(), _few_threads(len(texts) <= self.small_batch):
             for first in range(0, len(texts), self.tokenize_block):
                 block = texts[first:first + self.tokenize_block]
                 for idx, features in self._batches(model, block):
                     features = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in features.items()}
-                    out[[first + i for i in idx]] = model(features)["sentence_embedding"].float().cpu()
+                    vecs = (self._fused_forward(model, fused, features) if fused
+                            else model(features)["sentence_embedding"])
+                    out[[first + i for i in idx]] = vecs.float().cpu()
         vecs = out
         if self.normalize:  # in float32, so that low-precision runs still give unit vectors
             vecs = torch.nn.functional.normalize(vecs, p=2, dim=1)
@@ -229,6 +304,23 @@ class SentenceTransformerEmbeddings(Embeddings):
         enc = self.tokenizer(list(texts), add_special_tokens=True, truncation=False,
                              return_attention_mask=False, return_token_type_ids=False)
         return [len(ids) for ids in enc["input_ids"]]
+
+
+class _Encoder:
+    """The transformer called positionally, giving the last hidden states (what tracing needs)."""
+
+    def __new__(cls, encoder: Any, names: list[str]) -> Any:
+        import torch
+
+        class Encoder(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.encoder = encoder
+
+            def forward(self, *args: Any) -> Any:
+                return self.encoder(**dict(zip(names, args, strict=True)), return_dict=False)[0]
+
+        return Encoder().eval()
 
 
 _DEFAULT: SentenceTransformerEmbeddings | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -53,6 +55,44 @@ def test_low_precision_matches_float32():
     assert fp32.resolved["dtype"] == "float32" and bf16.resolved["dtype"] == "bfloat16"
     cos = np.sum(a * b, axis=1)
     assert cos.min() > 0.999, cos
+
+
+MANY = [f"Passage {i}: " + "retrieval fuses dense and lexical evidence " * (1 + i % 9) for i in range(70)]
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="the fused encoder is on by default only for bfloat16 on the CPU")
+def test_fused_encoder_matches_eager_and_float32(emb):
+    assert len(MANY) >= SentenceTransformerEmbeddings.fuse_min_texts
+    fused = SentenceTransformerEmbeddings(device="cpu")
+    eager = SentenceTransformerEmbeddings(device="cpu", fuse=False)
+    fp32 = SentenceTransformerEmbeddings(device="cpu", dtype="float32")
+    fused.embed_query("a query stays eager")
+    assert fused._fused is None  # nothing traced for small calls
+    a, b, c = fused.embed_array(MANY), eager.embed_array(MANY), fp32.embed_array(MANY)
+    assert fused.resolved.get("fused") is True and "fused" not in eager.resolved and eager._fused is None
+    assert np.sum(a * b, axis=1).min() > 0.9999 and np.sum(a * c, axis=1).min() > 0.9995
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    # one text alone (eager) and inside a fused batch: the same vector
+    assert float(np.dot(a[5], fused.embed_array([MANY[5]])[0])) > 0.9999
+
+
+def test_untraceable_model_falls_back_to_eager_with_a_warning(monkeypatch):
+    import torch
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("cannot trace this")
+
+    monkeypatch.setattr(torch.jit, "trace", refuse)
+    emb = SentenceTransformerEmbeddings(device="cpu", fuse=True)
+    with pytest.warns(RuntimeWarning, match="without the fused encoder.*cannot trace this.*fuse=False"):
+        vecs = emb.embed_array(MANY)
+    assert emb._fused is False and "fused" not in emb.resolved and vecs.shape == (len(MANY), 384)
+    eager = SentenceTransformerEmbeddings(device="cpu", dtype=emb.resolved["dtype"], fuse=False).embed_array(MANY)
+    assert np.sum(vecs * eager, axis=1).min() > 0.99999
+    with warnings.catch_warnings(record=True) as later:
+        warnings.simplefilter("always")
+        emb.embed_array(MANY)
+    assert not [w for w in later if "fused encoder" in str(w.message)]  # tried once only
 
 
 async def test_async_matches_sync(emb):
