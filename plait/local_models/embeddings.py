@@ -14,9 +14,10 @@ Fused encoder (``fuse=None``, the default: on for bfloat16 on the CPU). Calls wi
 fusion, which joins the matmuls with their bias, GELU, softmax and layer norms into AMX kernels.
 Measured on the reference CPU on MiniLM batches of 32: 1.2-1.6x faster than eager bfloat16 at
 64-256 tokens; 1.32x on SciFact's chunks, and the full SciFact ingest went from 83 s to 70 s
-(``benchmarks/retrieval_scifact.py``), with dense nDCG@10 0.6686 against 0.6703 in float32. Lengths are padded up to a multiple of ``fuse_step`` tokens, since oneDNN compiles
-each new shape once (~0.1-0.3 s). The trace is checked against the eager model on a padded batch
-before it is used; if tracing fails or the check differs, the eager model is used, with a warning.
+(``benchmarks/retrieval_scifact.py``), with dense nDCG@10 0.6686 against 0.6703 in float32.
+Lengths are padded up to a multiple of ``fuse_step`` tokens, since oneDNN compiles each new shape
+once (~0.1-0.3 s). The trace is checked against the eager model on a padded batch before it is
+used; if tracing fails or the check differs, the eager model is used, with a warning.
 ``torch.jit.enable_onednn_fusion(True)`` is process-wide. Queries and small calls stay eager.
 
 Vectors are L2-normalised, so dot product equals cosine similarity.
@@ -176,13 +177,24 @@ class SentenceTransformerEmbeddings(Embeddings):
         return self._fused or None
 
     def _trace(self, model: Any) -> tuple[Any, list[str]] | None:
-        on = self.fuse if self.fuse is not None else self.resolved["device"] == "cpu" and self.resolved["dtype"] == "bfloat16"
+        cpu = self.resolved["device"] == "cpu"
+        on = cpu and (self.fuse if self.fuse is not None else self.resolved["dtype"] == "bfloat16")
         encoder = getattr(model[0], "auto_model", None) if len(model) else None
-        if not on or encoder is None or self.resolved["device"] != "cpu":
+        if not on or encoder is None:
             return None
         import warnings
 
         import torch
+
+        class _Positional(torch.nn.Module):
+            """The transformer called positionally, giving the last hidden states (what tracing needs)."""
+
+            def __init__(self, encoder: Any, names: list[str]) -> None:
+                super().__init__()
+                self.encoder, self.names = encoder, names
+
+            def forward(self, *args: Any) -> Any:
+                return self.encoder(**dict(zip(self.names, args, strict=True)), return_dict=False)[0]
 
         # Two lengths, so the traced graph applies the padding mask (it is traced, not branched on).
         example = model.preprocess(["a padded example, so that the trace masks padding", "short"])
@@ -193,7 +205,8 @@ class SentenceTransformerEmbeddings(Embeddings):
             torch.jit.enable_onednn_fusion(True)
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")  # TorchScript's deprecation and tracer notes
-                traced = torch.jit.freeze(torch.jit.trace(_Encoder(encoder, names), tuple(example[k] for k in names),
+                positional = _Positional(encoder, names).eval()
+                traced = torch.jit.freeze(torch.jit.trace(positional, tuple(example[k] for k in names),
                                                           strict=False).eval())
                 check = model.preprocess(["The fused encoder must agree with the eager one.", "Padding too.",
                                           "x " * 40] * 3)
@@ -305,23 +318,6 @@ class SentenceTransformerEmbeddings(Embeddings):
         enc = self.tokenizer(list(texts), add_special_tokens=True, truncation=False,
                              return_attention_mask=False, return_token_type_ids=False)
         return [len(ids) for ids in enc["input_ids"]]
-
-
-class _Encoder:
-    """The transformer called positionally, giving the last hidden states (what tracing needs)."""
-
-    def __new__(cls, encoder: Any, names: list[str]) -> Any:
-        import torch
-
-        class Encoder(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.encoder = encoder
-
-            def forward(self, *args: Any) -> Any:
-                return self.encoder(**dict(zip(names, args, strict=True)), return_dict=False)[0]
-
-        return Encoder().eval()
 
 
 _DEFAULT: SentenceTransformerEmbeddings | None = None

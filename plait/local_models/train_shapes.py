@@ -125,8 +125,14 @@ def sampling_scheduler(train_scheduler: Any) -> Any:
     """
     from diffusers import EulerAncestralDiscreteScheduler
 
-    spacing = "trailing" if train_scheduler.config.prediction_type == "v_prediction" else "leading"
+    spacing = sampling_spacing(train_scheduler.config.prediction_type)
     return EulerAncestralDiscreteScheduler.from_config(train_scheduler.config, timestep_spacing=spacing)
+
+
+def sampling_spacing(prediction: str) -> str:
+    """Timestep spacing of the saved sampler: "leading" for epsilon models (first step t=960, see
+    :func:`sampling_scheduler`), "trailing" for v-prediction (first step t=999, pure noise)."""
+    return "trailing" if prediction == "v_prediction" else "leading"
 
 
 # --- captions --------------------------------------------------------------------------------------
@@ -306,7 +312,7 @@ def default_samplers(prediction: str) -> list[str]:
     An epsilon model skips the ``*-trailing-*`` entries: they start at t=999, where its x0 estimate
     is its error times sigma 20,291 (see :func:`sampling_scheduler`), so they score noise.
     """
-    saved = "euler_a-trailing-25" if prediction == "v_prediction" else "euler_a-leading-25"
+    saved = f"euler_a-{sampling_spacing(prediction)}-25"
     rest = [n for n in SAMPLERS if n != saved and (prediction == "v_prediction" or "trailing" not in n)]
     return [saved, *rest]
 
