@@ -33,7 +33,7 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
 
 def adherence(model: Any, scenes: list[Any], steps: int, scheduler: str | None, batch: int,
               guidance: float | None) -> tuple[dict[str, float], float]:
-    from plait.local_models.shapes_checker import score_many
+    from plait.local_models.diffusion.shapes_checker import score_many
 
     params = [{"prompt": s.caption, "seed": i, "steps": steps} for i, s in enumerate(scenes)]
     for p in params:
@@ -111,8 +111,8 @@ def main() -> None:
 
     import torch
 
-    from plait.local_models.diffusers_image import DiffusersImageModel
-    from plait.local_models.shapes_data import benchmark_scenes
+    from plait.local_models.diffusion.diffusers_image import DiffusersImageModel
+    from plait.local_models.diffusion.shapes_data import benchmark_scenes
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -64,7 +64,7 @@ def fresh_process_load(spec: str, device: str, repeats: int) -> tuple[float, flo
     The whole process is interpreter start, ``import torch`` (about a second on 2 cores) and plait,
     and ``load()``: what a user waits for when ``plait chat`` starts.
     """
-    code = ("import torch, time; from plait.local_models.transformers_chat import TransformersChatModel as M; "
+    code = ("import torch, time; from plait.local_models.llm.transformers_chat import TransformersChatModel as M; "
             f"m = M({spec!r}, device={device!r}); s = time.perf_counter(); m.load(); print(time.perf_counter() - s)")
     whole, calls = [], []
     for _ in range(repeats):
@@ -91,8 +91,8 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     from plait.defaults import smollm2_gguf_path
-    from plait.local_models.gguf_cache import cached_gguf_folder, is_cached
-    from plait.local_models.transformers_chat import TransformersChatModel
+    from plait.local_models.llm.gguf_cache import cached_gguf_folder, is_cached
+    from plait.local_models.llm.transformers_chat import TransformersChatModel
     from plait.messages import UserMessage
 
     if args.threads:

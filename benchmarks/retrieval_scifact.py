@@ -117,7 +117,7 @@ def write_subset(corpus_file: Path, n: int | None, tmp: Path) -> tuple[Path, int
 
 
 def run_plait(corpus_file: Path, n_docs: int, tmp: Path, dtype: str) -> tuple[object, dict]:
-    from plait.local_models.embeddings import SentenceTransformerEmbeddings
+    from plait.local_models.embeddings.sentence_transformer import SentenceTransformerEmbeddings
     from plait.retrievers.chroma import ChromaStore
     from plait.retrievers.indexing import Indexer
     from plait.retrievers.loaders import JSONLLoader
@@ -151,7 +151,7 @@ def embed_lc_inputs(corpus: list[dict], n_docs: int) -> float:
     """Seconds plait's embedder (default dtype) takes on exactly LangChain's inputs: one text per
     document, which the model truncates at its 256 tokens. The floor of any ingestion that embeds
     what LangChain embeds; plait's default embeds every chunk of every document instead."""
-    from plait.local_models.embeddings import SentenceTransformerEmbeddings
+    from plait.local_models.embeddings.sentence_transformer import SentenceTransformerEmbeddings
 
     emb = SentenceTransformerEmbeddings()
     emb.embed_query("warm up")

@@ -38,7 +38,7 @@ PROMPT = ChatPromptTemplate.from_messages([
 
 def to_caption(inputs: dict[str, str]) -> str:
     """The LLM's caption in the image model's vocabulary, with gaps filled from the request."""
-    from plait.local_models.shapes_data import make_caption, parse_caption
+    from plait.local_models.diffusion.shapes_data import make_caption, parse_caption
 
     said, asked = parse_caption(inputs["rewrite"]), parse_caption(inputs["request"])
     colour = asked.colour or said.colour or "red"  # the user's own words win where they are explicit
@@ -49,7 +49,7 @@ def to_caption(inputs: dict[str, str]) -> str:
 
 
 def build_chain(model: Any = None, image_model: Any = None) -> Any:
-    from plait.local_models.diffusers_image import DiffusersImageModel
+    from plait.local_models.diffusion.diffusers_image import DiffusersImageModel
 
     llm = example_model(model, max_tokens=24)
     image_model = image_model or DiffusersImageModel(previews=False)

@@ -69,4 +69,4 @@ def smollm2_gguf_path() -> str:
 
 def image_model_path() -> str:
     """plait's own small text-to-image pipeline, shipped inside the package."""
-    return str(Path(__file__).parent / "local_models" / "weights" / "plait-shapes")
+    return str(Path(__file__).parent / "local_models" / "diffusion" / "weights" / "plait-shapes")

@@ -12,12 +12,12 @@ Contract: a backend subclasses :class:`Embeddings` and implements ``embed_docume
 Batching is the backend's business (``batch_size`` is the conventional constructor argument):
 callers pass all their texts at once. Constructors are cheap; weights load on first use.
 
-Backends: :class:`plait.local_models.embeddings.SentenceTransformerEmbeddings` (local, the
+Backends: :class:`plait.local_models.embeddings.sentence_transformer.SentenceTransformerEmbeddings` (local, the
 bundled all-MiniLM-L6-v2 by default) and :class:`plait.remote.openai_embeddings.OpenAIEmbeddings`.
 
 Example::
 
-    from plait.local_models.embeddings import SentenceTransformerEmbeddings
+    from plait.local_models.embeddings.sentence_transformer import SentenceTransformerEmbeddings
     emb = SentenceTransformerEmbeddings()
     vectors = emb.embed_documents(["first text", "second text"])
     query = emb.invoke("which text?")      # same as emb.embed_query("which text?")

@@ -30,7 +30,7 @@ def chat_model_from_spec(spec: str, **kwargs: Any) -> ChatModel:
     if kind == "local":
         if sep and not rest:
             raise ValueError("'local:' needs a model path or hub id after the colon, or use plain 'local'")
-        from plait.local_models.transformers_chat import TransformersChatModel
+        from plait.local_models.llm.transformers_chat import TransformersChatModel
 
         return TransformersChatModel(rest, **kwargs) if rest else TransformersChatModel(**kwargs)
     if kind == "openai":

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def local_model():
-    from plait.local_models.transformers_chat import TransformersChatModel
+    from plait.local_models.llm.transformers_chat import TransformersChatModel
 
     return TransformersChatModel().load()
 
@@ -24,7 +24,7 @@ def local_model():
 @pytest.fixture(scope="session")
 def embeddings():
     """The bundled MiniLM, loaded once for the session."""
-    from plait.local_models.embeddings import SentenceTransformerEmbeddings
+    from plait.local_models.embeddings.sentence_transformer import SentenceTransformerEmbeddings
 
     emb = SentenceTransformerEmbeddings()
     emb.embed_query("warm up")

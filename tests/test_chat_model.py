@@ -295,7 +295,7 @@ def test_bad_specs(spec: str, message: str) -> None:
 
 
 def test_local_spec_builds_the_transformers_backend_lazily() -> None:
-    pytest.importorskip("plait.local_models.transformers_chat")
+    pytest.importorskip("plait.local_models.llm.transformers_chat")
     model = chat_model_from_spec("local")
     assert isinstance(model, ChatModel) and type(model).__name__ == "TransformersChatModel"
 

@@ -40,7 +40,7 @@ def _bar(step: int, total: int, started: float, width: int = 30) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plait.local_models.diffusers_image import DiffusersImageModel
+    from plait.local_models.diffusion.diffusers_image import DiffusersImageModel
     from plait.messages import ImageResult, ProgressEvent
 
     if args.scale < 1:

@@ -1,1 +1,1 @@
-"""plait.local_models."""
+"""Local models, by kind: ``llm/`` (chat), ``embeddings/``, ``diffusion/`` (images)."""

@@ -141,7 +141,7 @@ class ChromaStore:
     @property
     def embeddings(self) -> Embeddings:
         if self._embeddings is None:
-            from plait.local_models.embeddings import default_embeddings
+            from plait.local_models.embeddings.sentence_transformer import default_embeddings
 
             self._embeddings = default_embeddings()
         return self._embeddings

@@ -240,7 +240,7 @@ class TokenSplitter(RecursiveCharacterSplitter):
         if self._tokenizer is None:
             emb = self._embeddings
             if emb is None:
-                from plait.local_models.embeddings import SentenceTransformerEmbeddings
+                from plait.local_models.embeddings.sentence_transformer import SentenceTransformerEmbeddings
 
                 emb = self._embeddings = SentenceTransformerEmbeddings()
             self._tokenizer = emb.tokenizer

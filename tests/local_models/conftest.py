@@ -13,7 +13,7 @@ def smollm2() -> Any:
     """The default local chat model, loaded (the first load converts the GGUF: ~20-40 s on 2 cores)."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from plait.local_models.transformers_chat import TransformersChatModel
+    from plait.local_models.llm.transformers_chat import TransformersChatModel
 
     start = time.perf_counter()
     model = TransformersChatModel().load()
@@ -26,6 +26,6 @@ def smollm2_tokenizer(smollm2: Any) -> Any:
     """transformers' tokenizer for the bundled model (the model itself runs on a lighter ChatTokenizer)."""
     from transformers import AutoTokenizer
 
-    from plait.local_models.gguf_cache import cached_gguf_folder
+    from plait.local_models.llm.gguf_cache import cached_gguf_folder
 
     return AutoTokenizer.from_pretrained(cached_gguf_folder(smollm2.spec))

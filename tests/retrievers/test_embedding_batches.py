@@ -6,7 +6,7 @@ import numpy as np
 
 
 def test_sorted_trimmed_batches_match_sentence_transformers():
-    from plait.local_models.embeddings import SentenceTransformerEmbeddings
+    from plait.local_models.embeddings.sentence_transformer import SentenceTransformerEmbeddings
 
     texts = ["short", "  padded text  ", "a b c " * 200,  # the last one is truncated to max_tokens
              *[f"sentence {i} " + "word " * (i * 7 % 50) for i in range(40)]]

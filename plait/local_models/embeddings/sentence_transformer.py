@@ -24,7 +24,7 @@ Vectors are L2-normalised, so dot product equals cosine similarity.
 
 Example::
 
-    from plait.local_models.embeddings import SentenceTransformerEmbeddings
+    from plait.local_models.embeddings.sentence_transformer import SentenceTransformerEmbeddings
     emb = SentenceTransformerEmbeddings()          # bundled MiniLM, offline
     emb.embed_query("What is BM25?")[:3]
     emb.count_tokens(["a short text"])             # [5]

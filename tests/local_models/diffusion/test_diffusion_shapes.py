@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plait.local_models.shapes_checker import check, read, score_many
-from plait.local_models.shapes_data import (
+from plait.local_models.diffusion.shapes_checker import check, read, score_many
+from plait.local_models.diffusion.shapes_data import (
     HELD_OUT_PAIRS,
     all_captions,
     benchmark_scenes,
@@ -75,7 +75,7 @@ def test_checker_says_no_when_the_image_is_wrong() -> None:
 
 
 # --- the shipped model -------------------------------------------------------------------------
-WEIGHTS = Path(__file__).resolve().parents[2] / "plait" / "local_models" / "weights" / "plait-shapes"
+WEIGHTS = Path(__file__).resolve().parents[3] / "plait" / "local_models" / "diffusion" / "weights" / "plait-shapes"
 
 
 def test_shipped_weights_are_small_safetensors_without_the_text_encoder() -> None:
@@ -102,7 +102,7 @@ def one_thread():
 @pytest.mark.integration
 def test_embedded_model_draws_what_the_caption_says(one_thread) -> None:
     pytest.importorskip("diffusers")
-    from plait.local_models.diffusers_image import DiffusersImageModel
+    from plait.local_models.diffusion.diffusers_image import DiffusersImageModel
 
     captions = ["a large red circle on the left", "a small blue square at the top", "a green triangle at the bottom",
                 "a yellow circle in the center", "a large purple square on the right", "a cyan triangle at the top"]
@@ -119,7 +119,7 @@ def test_embedded_model_draws_what_the_caption_says(one_thread) -> None:
 
 def test_training_script_runs_and_saves_a_loadable_pipeline(tmp_path: Path, one_thread) -> None:
     pytest.importorskip("diffusers")
-    from plait.local_models import train_shapes
+    from plait.local_models.diffusion import train_shapes
 
     cache = tmp_path / "captions.safetensors"
     out = tmp_path / "model"
@@ -128,7 +128,7 @@ def test_training_script_runs_and_saves_a_loadable_pipeline(tmp_path: Path, one_
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert log[0]["config"]["seed"] == 0 and log[-1]["done_steps"] == 2
     assert cache.exists()  # the next run reuses the encoded captions
-    from plait.local_models.diffusers_image import DiffusersImageModel
+    from plait.local_models.diffusion.diffusers_image import DiffusersImageModel
 
     result = DiffusersImageModel(str(out), device="cpu", steps=2).invoke({"prompt": "a red circle", "seed": 0})
     assert result.images[0].size == (16, 16)
@@ -139,7 +139,7 @@ def test_training_script_runs_and_saves_a_loadable_pipeline(tmp_path: Path, one_
 
 
 def test_default_eval_samplers_start_with_the_saved_one_and_skip_t999_for_epsilon_models() -> None:
-    from plait.local_models.train_shapes import SAMPLERS, default_samplers
+    from plait.local_models.diffusion.train_shapes import SAMPLERS, default_samplers
 
     eps, v = default_samplers("epsilon"), default_samplers("v_prediction")
     assert eps[0] == "euler_a-leading-25" and v[0] == "euler_a-trailing-25"
@@ -153,7 +153,7 @@ def test_schedulers_swapped_into_the_embedded_model_keep_its_training_schedule(n
     import diffusers
 
     from plait.defaults import image_model_path
-    from plait.local_models.diffusers_image import make_scheduler
+    from plait.local_models.diffusion.diffusers_image import make_scheduler
 
     base = diffusers.EulerAncestralDiscreteScheduler.from_pretrained(image_model_path(), subfolder="scheduler")
     swapped = make_scheduler(name, base.config)
@@ -168,7 +168,7 @@ def test_text_to_image_example_streams_tokens_then_progress(tmp_path: Path, one_
     pytest.importorskip("diffusers")
     from examples.text_to_image import run, to_caption
     from plait.fake import FakeChatModel
-    from plait.local_models.diffusers_image import DiffusersImageModel
+    from plait.local_models.diffusion.diffusers_image import DiffusersImageModel
 
     # the LLM's words where they fit the vocabulary, the user's own words win, gaps get defaults
     assert to_caption({"request": "a big blue thing", "rewrite": "a small blue square at the top"}) == \

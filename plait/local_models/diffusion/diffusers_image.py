@@ -9,12 +9,12 @@ then the result.
 
 It loads any folder or hub id ``AutoPipelineForText2Image`` loads (Stable Diffusion 1.x/2.x,
 SDXL, SD-Turbo...) with ``use_safetensors=True``, and plait's own
-:class:`~plait.local_models.shapes_pipeline.PlaitShapesPipeline` (the default model, shipped in
+:class:`~plait.local_models.diffusion.shapes_pipeline.PlaitShapesPipeline` (the default model, shipped in
 the package). The scheduler is swapped by name from the pipeline's own scheduler config.
 
 Example::
 
-    from plait.local_models.diffusers_image import DiffusersImageModel
+    from plait.local_models.diffusion.diffusers_image import DiffusersImageModel
     model = DiffusersImageModel()                      # the bundled shapes model
     result = model.invoke({"prompt": "a red circle on the left", "seed": 0})
     result.images[0].save("circle.png")
@@ -122,7 +122,7 @@ def _load_pipeline(model: str, device: str, dtype: Any) -> Any:
                              "folder saved with DiffusionPipeline.save_pretrained, or at a hub id")
         class_name = json.loads(index.read_text()).get("_class_name")
         if class_name == "PlaitShapesPipeline":
-            from plait.local_models.shapes_pipeline import PlaitShapesPipeline
+            from plait.local_models.diffusion.shapes_pipeline import PlaitShapesPipeline
 
             return PlaitShapesPipeline.from_pretrained(str(path), dtype=dtype, use_safetensors=True).to(device)
     from diffusers import AutoPipelineForText2Image

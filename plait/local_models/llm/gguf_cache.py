@@ -6,7 +6,7 @@ config and the tokenizer are saved once as safetensors under
 ``plait.defaults.data_dir()/models/gguf/<name>-<sha256 prefix>/``, so later loads are a plain
 ``from_pretrained(folder)`` that memory-maps the weights. The chat model also keeps its prepared
 4-bit decoder in that folder (``plait-decoder-int4-v1-torch<version>-<cpu>.safetensors``, see
-:meth:`plait.local_models.llama_decoder.LlamaDecoder.save`), which loads without transformers.
+:meth:`plait.local_models.llm.llama_decoder.LlamaDecoder.save`), which loads without transformers.
 
 The key is the SHA-256 of the GGUF file, so a changed file gets a fresh folder. Hashes are
 remembered per (path, size, mtime) in ``hashes.json`` next to the folders, so a large file is not
@@ -15,7 +15,7 @@ two processes converting at once never see a half-written folder.
 
 Example::
 
-    from plait.local_models.gguf_cache import cached_gguf_folder
+    from plait.local_models.llm.gguf_cache import cached_gguf_folder
     folder = cached_gguf_folder("/path/to/SmolLM2-135M-Instruct.Q4_1.gguf")  # slow the first time
     # AutoModelForCausalLM.from_pretrained(folder) now loads in about a second
 """

@@ -15,8 +15,8 @@ It reads an image back into colour, shape, position and size, and scores it agai
 
 Example::
 
-    from plait.local_models.shapes_checker import check
-    from plait.local_models.shapes_data import render, sample_scenes
+    from plait.local_models.diffusion.shapes_checker import check
+    from plait.local_models.diffusion.shapes_data import render, sample_scenes
     scene = sample_scenes(1, seed=0)[0]
     check(render([scene])[0], scene.caption).all_ok  # True
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from plait.local_models.shapes_data import COLOURS, POSITIONS, SIZES, parse_caption
+from plait.local_models.diffusion.shapes_data import COLOURS, POSITIONS, SIZES, parse_caption
 
 _MIN_CONTRAST = 40.0  # below this distance from the background there is no shape at all
 _FILL = {"triangle": 0.5, "circle": np.pi / 4, "square": 1.0}

@@ -1,7 +1,7 @@
 """Train plait's own text-to-image model on procedural shape scenes.
 
-    python -m plait.local_models.train_shapes --seed 0 --out DIR --max-seconds 300 --workers 3   # the shipped model (GPU)
-    python -m plait.local_models.train_shapes --seed 0 --out DIR --small    # fits an hour on 2 CPU cores
+    python -m plait.local_models.diffusion.train_shapes --seed 0 --out DIR --max-seconds 300 --workers 3   # the shipped model (GPU)
+    python -m plait.local_models.diffusion.train_shapes --seed 0 --out DIR --small    # fits an hour on 2 CPU cores
 
 What it does, in order:
 
@@ -12,7 +12,7 @@ What it does, in order:
    is reproducible whatever the number of workers;
 3. DDPM objective (epsilon prediction, cosine schedule), the caption dropped to "" 10% of the time
    for classifier-free guidance; AdamW, bf16 autocast (CUDA, or a CPU with native bf16), an EMA of the weights;
-4. save a :class:`~plait.local_models.shapes_pipeline.PlaitShapesPipeline` (EMA weights, fp16
+4. save a :class:`~plait.local_models.diffusion.shapes_pipeline.PlaitShapesPipeline` (EMA weights, fp16
    safetensors) with ``save_pretrained``, plus ``train_log.jsonl``;
 5. optionally (``--eval N``) score N held-out scenes with the checker under several samplers.
 
@@ -138,7 +138,7 @@ def sampling_spacing(prediction: str) -> str:
 # --- captions --------------------------------------------------------------------------------------
 def caption_table(cache: str = "") -> tuple[list[str], Any, Any]:
     """All captions plus "" (index 0, the unconditional prompt), their token states and masks."""
-    from plait.local_models.shapes_data import all_captions
+    from plait.local_models.diffusion.shapes_data import all_captions
 
     captions = [""] + all_captions()
     if cache and os.path.exists(cache):
@@ -149,7 +149,7 @@ def caption_table(cache: str = "") -> tuple[list[str], Any, Any]:
         if stored == captions:
             return captions, data["hidden"], data["mask"]
         print(f"caption cache {cache} is for other captions; re-encoding")
-    from plait.local_models.shapes_pipeline import encode_text, load_bundled_text_encoder
+    from plait.local_models.diffusion.shapes_pipeline import encode_text, load_bundled_text_encoder
 
     tokenizer, encoder = load_bundled_text_encoder()
     hidden, mask = encode_text(tokenizer, encoder, captions)
@@ -165,7 +165,7 @@ def caption_table(cache: str = "") -> tuple[list[str], Any, Any]:
 
 # --- data ------------------------------------------------------------------------------------------
 def _make_batch(args: tuple[int, int, int, int]) -> tuple[np.ndarray, list[str]]:
-    from plait.local_models.shapes_data import render, sample_scenes
+    from plait.local_models.diffusion.shapes_data import render, sample_scenes
 
     seed, step, batch, size = args
     scenes = sample_scenes(batch, seed=seed * 1_000_003 + step, split="train", size=size)
@@ -195,7 +195,7 @@ def train(cfg: TrainConfig) -> Path:
     import torch
     import torch.nn.functional as F
 
-    from plait.local_models.shapes_pipeline import PlaitShapesPipeline
+    from plait.local_models.diffusion.shapes_pipeline import PlaitShapesPipeline
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -223,7 +223,7 @@ def train(cfg: TrainConfig) -> Path:
     if device.startswith("cuda"):
         autocast = torch.autocast("cuda", dtype=torch.bfloat16)
     else:
-        from plait.local_models.embeddings import cpu_has_bf16
+        from plait.local_models.embeddings.sentence_transformer import cpu_has_bf16
 
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16())
     n_params = sum(p.numel() for p in params)
@@ -326,8 +326,8 @@ def evaluate(folder: Path, n: int, cfg: TrainConfig, samplers: list[str] | None 
     """
     import torch
 
-    from plait.local_models.shapes_data import benchmark_scenes
-    from plait.local_models.shapes_pipeline import PlaitShapesPipeline
+    from plait.local_models.diffusion.shapes_data import benchmark_scenes
+    from plait.local_models.diffusion.shapes_pipeline import PlaitShapesPipeline
 
     device = pick_device(cfg.device)
     captions, hidden, mask = caption_table(cfg.caption_cache)
@@ -363,7 +363,7 @@ def _score_sampler(pipe: Any, base: dict[str, Any], name: str, guidance: float, 
     import diffusers
     import torch
 
-    from plait.local_models.shapes_checker import score_many
+    from plait.local_models.diffusion.shapes_checker import score_many
 
     cls_name, kwargs, steps = SAMPLERS[name]
     pipe.scheduler = getattr(diffusers, cls_name).from_config(base, **kwargs)

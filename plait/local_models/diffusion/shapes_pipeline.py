@@ -17,7 +17,7 @@ The parts, as in Stable Diffusion but small:
 Example::
 
     from plait.defaults import image_model_path
-    from plait.local_models.shapes_pipeline import PlaitShapesPipeline
+    from plait.local_models.diffusion.shapes_pipeline import PlaitShapesPipeline
     pipe = PlaitShapesPipeline.from_pretrained(image_model_path(), torch_dtype=torch.float32)
     image = pipe("a red circle on the left", generator=torch.Generator().manual_seed(0)).images[0]
 """
@@ -42,7 +42,7 @@ def load_bundled_text_encoder() -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
     from plait.defaults import embedding_model_path
-    from plait.local_models.diffusers_image import quiet_loading
+    from plait.local_models.diffusion.diffusers_image import quiet_loading
 
     path = embedding_model_path()
     with quiet_loading():

@@ -60,7 +60,7 @@ def sd_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def sd_model(sd_folder: str):
-    from plait.local_models.diffusers_image import DiffusersImageModel
+    from plait.local_models.diffusion.diffusers_image import DiffusersImageModel
 
     return DiffusersImageModel(sd_folder, device="cpu", steps=3)
 
@@ -95,7 +95,7 @@ def test_same_seed_same_image_and_batching_does_not_change_it(sd_model) -> None:
 
 
 def test_scheduler_switching_by_name(sd_model) -> None:
-    from plait.local_models.diffusers_image import SCHEDULERS
+    from plait.local_models.diffusion.diffusers_image import SCHEDULERS
 
     images = {}
     for name in ("ddim", "euler_a", "dpm++", "ddpm", "euler", "unipc"):
@@ -159,7 +159,7 @@ def test_bad_input_gives_clear_errors(sd_model, params: dict, message: str) -> N
 
 
 def test_bad_model_folders(tmp_path) -> None:
-    from plait.local_models.diffusers_image import DiffusersImageModel
+    from plait.local_models.diffusion.diffusers_image import DiffusersImageModel
 
     (tmp_path / "notes.txt").write_text("not a model")
     with pytest.raises(ValueError, match="not a diffusers pipeline folder"):
@@ -175,8 +175,8 @@ def test_bad_model_folders(tmp_path) -> None:
 # --- plait's own pipeline class, tiny, through the same backend --------------------------------
 @pytest.fixture(scope="module")
 def shapes_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from plait.local_models.shapes_pipeline import PlaitShapesPipeline
-    from plait.local_models.train_shapes import TrainConfig, make_scheduler, make_unet, sampling_scheduler
+    from plait.local_models.diffusion.shapes_pipeline import PlaitShapesPipeline
+    from plait.local_models.diffusion.train_shapes import TrainConfig, make_scheduler, make_unet, sampling_scheduler
 
     torch.manual_seed(0)
     cfg = TrainConfig(channels=(8, 16), heads=2, size=16, patch=2)
@@ -190,7 +190,7 @@ def test_shapes_pipeline_saves_without_the_text_encoder_and_loads_back(shapes_fo
     import json
     from pathlib import Path
 
-    from plait.local_models.diffusers_image import DiffusersImageModel
+    from plait.local_models.diffusion.diffusers_image import DiffusersImageModel
 
     index = json.loads((Path(shapes_folder) / "model_index.json").read_text())
     assert index["_class_name"] == "PlaitShapesPipeline"
@@ -206,7 +206,7 @@ def test_shapes_pipeline_saves_without_the_text_encoder_and_loads_back(shapes_fo
 
 
 def test_shapes_pipeline_streams_previews_and_is_deterministic(shapes_folder: str) -> None:
-    from plait.local_models.diffusers_image import DiffusersImageModel
+    from plait.local_models.diffusion.diffusers_image import DiffusersImageModel
 
     model = DiffusersImageModel(shapes_folder, device="cpu", steps=3, previews=True)
     items = list(model.stream({"prompt": "a blue square at the top", "seed": 4, "scheduler": "euler_a"}))

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from plait.local_models.decoding import IncrementalDetokenizer, Sampler, StopMatcher
+from plait.local_models.llm.decoding import IncrementalDetokenizer, Sampler, StopMatcher
 
 torch = pytest.importorskip("torch")
 

@@ -19,9 +19,9 @@ from tests.chat_model_contract import ChatModelContract
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from plait.local_models import llama_decoder  # noqa: E402
-from plait.local_models.decoding import ChatTokenizer  # noqa: E402
-from plait.local_models.transformers_chat import ContextLengthError, TransformersChatModel  # noqa: E402
+from plait.local_models.llm import llama_decoder  # noqa: E402
+from plait.local_models.llm.decoding import ChatTokenizer  # noqa: E402
+from plait.local_models.llm.transformers_chat import ContextLengthError, TransformersChatModel  # noqa: E402
 
 GREEDY = {"temperature": 0.0}
 
@@ -186,7 +186,7 @@ def test_constructor_is_cheap() -> None:
 
 def test_gguf_cache_makes_the_second_load_fast(smollm2: TransformersChatModel) -> None:
     from plait.defaults import data_dir, smollm2_gguf_path
-    from plait.local_models.gguf_cache import cached_folder_for, file_sha256, is_cached
+    from plait.local_models.llm.gguf_cache import cached_folder_for, file_sha256, is_cached
 
     gguf = smollm2_gguf_path()
     folder = cached_folder_for(gguf)
@@ -200,7 +200,7 @@ def test_gguf_cache_makes_the_second_load_fast(smollm2: TransformersChatModel) -
     assert fresh.invoke("What is the capital of France?").content == smollm2.invoke(
         "What is the capital of France?").content
     # a second load in a fresh process needs neither transformers nor the float32 weights
-    code = ("import sys; from plait.local_models.transformers_chat import TransformersChatModel as M; "
+    code = ("import sys; from plait.local_models.llm.transformers_chat import TransformersChatModel as M; "
             "m = M().load(); assert 'transformers' not in sys.modules, 'transformers was imported'; "
             "print(m.invoke('What is the capital of France?', max_tokens=12).content)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -209,7 +209,7 @@ def test_gguf_cache_makes_the_second_load_fast(smollm2: TransformersChatModel) -
 
 
 def test_chat_tokenizer_matches_transformers(smollm2: TransformersChatModel, smollm2_tokenizer: Any) -> None:
-    from plait.local_models.gguf_cache import cached_gguf_folder
+    from plait.local_models.llm.gguf_cache import cached_gguf_folder
 
     fast = ChatTokenizer.from_folder(cached_gguf_folder(smollm2.spec))
     assert fast is not None and fast.eos_token_id == smollm2_tokenizer.eos_token_id
@@ -261,7 +261,7 @@ def test_prepared_decoder_saves_and_loads_exactly(tiny_llama: Path, tmp_path: Pa
 def test_is_4bit_reads_types_missing_from_an_old_cache_folder(smollm2: TransformersChatModel, tmp_path: Path) -> None:
     import json
 
-    from plait.local_models.gguf_cache import is_4bit
+    from plait.local_models.llm.gguf_cache import is_4bit
 
     (tmp_path / "plait-gguf-complete.json").write_text(json.dumps({"gguf_file": smollm2.spec}))
     assert is_4bit(tmp_path)

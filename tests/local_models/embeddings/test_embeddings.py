@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from plait.embeddings import Embeddings
-from plait.local_models.embeddings import (
+from plait.local_models.embeddings.sentence_transformer import (
     SentenceTransformerEmbeddings,
     cpu_has_bf16,
     default_embeddings,

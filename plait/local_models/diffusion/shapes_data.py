@@ -3,14 +3,14 @@
 One shape (circle, square, triangle) in one of eight colours, small or large, at one of five
 positions, on a plain neutral background, with a caption such as ``"a small red circle on the
 left"``. Everything comes from a seed, so the data set is code, not files. The rules here are
-the ground truth that :mod:`plait.local_models.shapes_checker` scores generated images against.
+the ground truth that :mod:`plait.local_models.diffusion.shapes_checker` scores generated images against.
 
 Four colour-shape pairs (:data:`HELD_OUT_PAIRS`) never appear in training: captions that use
 them test whether the model composes colour, shape and position it has only seen apart.
 
 Example::
 
-    from plait.local_models.shapes_data import sample_scenes, render
+    from plait.local_models.diffusion.shapes_data import sample_scenes, render
     scenes = sample_scenes(4, seed=0)
     images = render(scenes)          # uint8 array, (4, 32, 32, 3)
     [s.caption for s in scenes]      # ["a large green square at the top", ...]

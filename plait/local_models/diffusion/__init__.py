@@ -1,0 +1,1 @@
+"""Local image models: diffusers pipelines and plait-shapes (pipeline, data, checker, trainer)."""
