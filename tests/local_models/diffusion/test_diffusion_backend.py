@@ -176,7 +176,12 @@ def test_bad_model_folders(tmp_path) -> None:
 @pytest.fixture(scope="module")
 def shapes_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
     from plait.local_models.diffusion.shapes_pipeline import PlaitShapesPipeline
-    from plait.local_models.diffusion.train_shapes import TrainConfig, make_scheduler, make_unet, sampling_scheduler
+    from plait.local_models.diffusion.train_shapes import (
+        TrainConfig,
+        make_scheduler,
+        make_unet,
+        sampling_scheduler,
+    )
 
     torch.manual_seed(0)
     cfg = TrainConfig(channels=(8, 16), heads=2, size=16, patch=2)
