@@ -141,6 +141,13 @@ class Runnable(Generic[In, Out]):
         return f"{type(self).__name__}()"
 
     # --- the protocol ---------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load what the first call would load (weights, connections), so that call is fast.
+
+        The default does nothing; components with lazy state override it, and containers
+        (sequences, dicts of steps, wrappers) forward it to their parts.
+        """
+
     def invoke(self, input: In, **kwargs: Any) -> Out:
         raise NotImplementedError(f"{type(self).__name__} must implement invoke()")
 
