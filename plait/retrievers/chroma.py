@@ -221,7 +221,7 @@ class ChromaStore:
         texts = [d.content for d in docs]
         if embeddings is None:
             emb = self.embeddings
-            embeddings = emb.embed_array(texts) if hasattr(emb, "embed_array") else emb.embed_documents(texts)
+            embeddings = emb.embed_array(texts)
         metas = [_chroma_metadata(d.metadata) for d in docs]
         step = self._max_batch()
         for start in range(0, len(ids), step):

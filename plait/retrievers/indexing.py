@@ -302,7 +302,7 @@ class Indexer:
             for start in range(0, len(order), step):
                 part = [chunks[i] for i in order[start:start + step]]
                 texts = [c.content for c in part]
-                vectors = emb.embed_array(texts) if hasattr(emb, "embed_array") else emb.embed_documents(texts)
+                vectors = emb.embed_array(texts)
                 if pending is not None:
                     pending.result()
                 pending = writer.submit(self.store.upsert, part, embeddings=vectors)
