@@ -42,7 +42,7 @@ class OpenAIEmbeddings(Embeddings):
                  max_retries: int = 3, max_tokens: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.model = model
+        self.model = self.model_name = model
         self.max_tokens = max_tokens
         self.dimensions = dimensions
         self.batch_size = batch_size
@@ -54,6 +54,10 @@ class OpenAIEmbeddings(Embeddings):
 
     def get_name(self) -> str:
         return self.name or f"OpenAIEmbeddings({self.model})"
+
+    def warm_up(self) -> None:
+        """Make the SDK client now (it fails here if no API key is set for api.openai.com)."""
+        self.settings.client()
 
     def _batches(self, texts: Sequence[str]) -> list[list[str]]:
         texts = list(texts)

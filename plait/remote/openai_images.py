@@ -1,10 +1,12 @@
 """Image generation from any OpenAI-compatible ``/v1/images/generations`` endpoint (official SDK).
 
-A Runnable: a prompt string, or a dict with ``prompt`` and any of ``size`` (or ``width`` and
-``height``), ``num_images`` (OpenAI's ``n`` is accepted too), ``seed``, ``quality``, ``style``,
-``negative_prompt``, ``steps``, ``guidance_scale``, in; an :class:`~plait.messages.ImageResult`
-(PIL images plus every parameter used) out. ``seed``, ``negative_prompt``, ``steps`` and ``guidance_scale`` are not OpenAI
+An :class:`~plait.image_model.ImageModel`: a prompt (string, prompt value or message), or a dict
+with ``prompt`` and any of ``size`` (or ``width`` and ``height``), ``num_images`` (OpenAI's ``n``
+is accepted too), ``seed``, ``quality``, ``style``, ``negative_prompt``, ``steps``,
+``guidance_scale``, in; an :class:`~plait.messages.ImageResult` (PIL images plus every parameter
+used) out. ``seed``, ``negative_prompt``, ``steps`` and ``guidance_scale`` are not OpenAI
 parameters: they are sent only when given, for servers that take them (plait serve, LocalAI...).
+``stream`` yields the result alone (the API reports no progress).
 
 Example::
 
@@ -22,9 +24,9 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from plait.defaults import require
+from plait.image_model import ImageModel
 from plait.messages import ImageResult
 from plait.remote._openai import OpenAISettings, RemoteModelError
-from plait.runnable import Runnable
 
 _EXTRAS = ("seed", "negative_prompt", "steps", "guidance_scale")
 
@@ -56,7 +58,7 @@ class ImageRequest(BaseModel):
         return self
 
 
-class OpenAIImageModel(Runnable[Any, ImageResult]):
+class OpenAIImageModel(ImageModel):
     """Text-to-image over the OpenAI images API.
 
     Args:
@@ -69,7 +71,7 @@ class OpenAIImageModel(Runnable[Any, ImageResult]):
     def __init__(self, model: str = "gpt-image-1", *, base_url: str | None = None, api_key: str | None = None,
                  organization: str | None = None, timeout: float = 300.0, max_retries: int = 2,
                  **defaults: Any) -> None:
-        self.model = model
+        self.model = self.model_name = model
         self.settings = OpenAISettings(base_url, api_key, organization, timeout=timeout, max_retries=max_retries)
         self.defaults = self._check({"prompt": "-", **defaults}).model_dump(exclude_unset=True, exclude={"prompt"})
 
@@ -78,6 +80,10 @@ class OpenAIImageModel(Runnable[Any, ImageResult]):
 
     def get_name(self) -> str:
         return self.name or f"OpenAIImageModel({self.model})"
+
+    def warm_up(self) -> None:
+        """Make the SDK client now (it fails here if no API key is set for api.openai.com)."""
+        self.settings.client()
 
     @staticmethod
     def _check(params: dict[str, Any]) -> ImageRequest:
@@ -89,13 +95,7 @@ class OpenAIImageModel(Runnable[Any, ImageResult]):
                              f"{sorted(ImageRequest.model_fields)}") from e
 
     def _params(self, input: Any, kwargs: dict[str, Any]) -> ImageRequest:
-        if isinstance(input, str):
-            given: dict[str, Any] = {"prompt": input}
-        elif isinstance(input, dict):
-            given = dict(input)
-        else:
-            raise TypeError(f"An image model takes a prompt string or a dict of parameters, not {type(input).__name__}")
-        given.update(kwargs)
+        given = self.parameters(input, kwargs)
         if "n" in given:  # OpenAI's name for num_images
             if "num_images" in given and given["num_images"] != given["n"]:
                 raise ValueError(f"n={given['n']!r} contradicts num_images={given['num_images']!r}; give one")

@@ -1,4 +1,4 @@
-"""Local text-to-image models through diffusers, as a Runnable chain step.
+"""Local text-to-image models through diffusers: the local :class:`~plait.image_model.ImageModel`.
 
 :class:`DiffusersImageModel` takes a prompt string, a prompt value or a dict of parameters
 (``prompt``, ``negative_prompt``, ``seed``, ``steps``, ``guidance_scale``, ``width``,
@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from plait.defaults import require
-from plait.messages import ImageResult, ProgressEvent, StringPromptValue
-from plait.runnable import Runnable
+from plait.image_model import ImageModel
+from plait.messages import ImageResult, ProgressEvent
 
 #: Scheduler names -> (diffusers class, config overrides). One sampling algorithm per entry.
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -132,7 +132,7 @@ def _load_pipeline(model: str, device: str, dtype: Any) -> Any:
     return pipe.to(device)
 
 
-class DiffusersImageModel(Runnable[Any, ImageResult]):
+class DiffusersImageModel(ImageModel):
     """A diffusers text-to-image pipeline as a Runnable: prompt (or dict of parameters) in, images out.
 
     Args:
@@ -164,6 +164,7 @@ class DiffusersImageModel(Runnable[Any, ImageResult]):
         if scheduler is not None:
             scheduler = scheduler_key(scheduler)
         self.model = model or type(pipeline).__name__
+        self.model_name = Path(self.model).name if Path(self.model).is_dir() else self.model
         self.scheduler = scheduler
         self.defaults = {"steps": steps, "guidance_scale": guidance_scale, "width": width, "height": height,
                          "negative_prompt": negative_prompt, "num_images": num_images}
@@ -178,6 +179,14 @@ class DiffusersImageModel(Runnable[Any, ImageResult]):
         return f"DiffusersImageModel(model={self.model!r}, scheduler={self.scheduler!r})"
 
     # --- loading ---------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load the pipeline now (and plait-shapes' text encoder), not on the first call."""
+        pipe = self.pipeline
+        from plait.local_models.diffusion.shapes_pipeline import PlaitShapesPipeline
+
+        if isinstance(pipe, PlaitShapesPipeline):
+            pipe.load_text_encoder()
+
     @property
     def pipeline(self) -> Any:
         """The diffusers pipeline, loaded on first use."""
@@ -206,25 +215,11 @@ class DiffusersImageModel(Runnable[Any, ImageResult]):
 
     # --- parameters ------------------------------------------------------------------------------
     def _params(self, input: Any, overrides: dict[str, Any]) -> dict[str, Any]:
-        if isinstance(input, StringPromptValue):
-            input = input.to_string()
-        elif hasattr(input, "to_string") and not isinstance(input, dict):
-            input = input.to_string()
-        elif hasattr(input, "content") and isinstance(getattr(input, "content", None), str):
-            input = input.content  # a chat model's reply
-        if isinstance(input, str):
-            params: dict[str, Any] = {"prompt": input}
-        elif isinstance(input, dict):
-            unknown = set(input) - _PARAMS
-            if unknown:
-                raise ValueError(f"Unknown image parameters {sorted(unknown)}: use {sorted(_PARAMS)}")
-            params = dict(input)
-        else:
-            raise TypeError(f"An image model takes a prompt string, a prompt value or a dict, not {type(input).__name__}")
-        unknown = set(overrides) - _PARAMS
+        params = self.parameters(input, overrides)
+        unknown = set(params) - _PARAMS
         if unknown:
             raise ValueError(f"Unknown image parameters {sorted(unknown)}: use {sorted(_PARAMS)}")
-        params = {**{k: v for k, v in self.defaults.items() if v is not None}, **overrides, **params}
+        params = {**{k: v for k, v in self.defaults.items() if v is not None}, **params}
         prompt = params.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("The prompt is empty: describe the image to draw, e.g. 'a red circle on the left'")

@@ -107,6 +107,10 @@ class PlaitShapesPipeline(DiffusionPipeline):
             self._bundled = load_bundled_text_encoder()
         return self._bundled
 
+    def load_text_encoder(self) -> None:
+        """Load the text encoder now (the bundled one loads on first use otherwise)."""
+        self._text_parts()
+
     def encode_prompt(self, prompts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         tokenizer, text_encoder = self._text_parts()
         hidden, mask = encode_text(tokenizer, text_encoder, prompts, device)

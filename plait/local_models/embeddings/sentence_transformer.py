@@ -147,6 +147,10 @@ class SentenceTransformerEmbeddings(Embeddings):
         return f"SentenceTransformerEmbeddings({self.model_name or 'all-MiniLM-L6-v2'!r}, dtype={self.dtype!r})"
 
     # --- loading ---------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load the model now (it loads on first use otherwise)."""
+        self._load()
+
     def _load(self) -> Any:
         if self._model is not None:
             return self._model

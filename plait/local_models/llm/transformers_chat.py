@@ -128,6 +128,10 @@ class TransformersChatModel(ChatModel):
         self._engine.load()
         return self
 
+    def warm_up(self) -> None:
+        """Load the weights now (the server calls this before it says it is ready)."""
+        self._engine.load()
+
     @property
     def context_window(self) -> int:
         """The context length in tokens: the ``context_window`` given, else the model's (loads it)."""
