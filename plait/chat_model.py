@@ -96,6 +96,8 @@ class ChatModel(Runnable[Any, AssistantMessage]):
         choice = options.get("tool_choice")
         if isinstance(choice, dict) and isinstance(choice.get("function"), dict):  # the OpenAI wire form
             options = {**options, "tool_choice": choice["function"].get("name")}
+        elif choice == "any":  # LangChain's / Anthropic's name for "required"
+            options = {**options, "tool_choice": "required"}
         if options.get("tools") is not None:
             try:
                 options = {**options, "tools": [to_tool(t) for t in options["tools"]]}

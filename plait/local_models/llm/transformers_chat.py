@@ -57,12 +57,17 @@ DEFAULT_MAX_TOKENS = 512
 
 
 class TransformersOptions(ChatOptions):
-    """Options of local models: the common ones plus ``top_k``, and the OpenAI API's penalties on
-    tokens already generated (see :class:`~plait.local_models.llm.decoding.Sampler`)."""
+    """Options of local models: the common ones plus ``top_k``, the OpenAI API's penalties on
+    tokens already generated (see :class:`~plait.local_models.llm.decoding.Sampler`), and the
+    output constraints of :mod:`~plait.local_models.llm.constrained` (``parallel_tool_calls``,
+    vLLM's ``guided_regex`` and ``guided_choice``)."""
 
     top_k: int | None = None
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
+    parallel_tool_calls: bool | None = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
 
 
 class ContextLengthError(ValueError):
@@ -89,6 +94,9 @@ class TransformersChatModel(ChatModel):
 
     Options: ClassVar[type[ChatOptions]] = TransformersOptions
     can_stream: ClassVar[bool] = True
+    # Tools and JSON schemas are enforced by a grammar while decoding (see constrained.py).
+    supports_tools = True
+    supports_json_schema = True
     io_bound = True  # the decode loop runs in torch, outside the GIL much of the time
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, device: str = "auto",
@@ -150,13 +158,20 @@ class TransformersChatModel(ChatModel):
 
     # --- the ChatModel contract ----------------------------------------------------------------
     def _generate(self, messages: list[Message], options: dict[str, Any]) -> AssistantMessage:
+        from plait.local_models.llm import constrained
+
         total = AssistantChunk()
         for chunk in self._stream(messages, options):
             total = total + chunk
-        return total.to_message()
+        return constrained.to_message(total)
 
     def _stream(self, messages: list[Message], options: dict[str, Any]) -> Iterator[AssistantChunk]:
+        from plait.local_models.llm import constrained
+
         engine = self._engine.load()
+        # tool / JSON instructions into the prompt, and the grammar the answer must follow
+        messages, plan = constrained.plan(messages, options)
+        constraint = constrained.grammars(engine).constraint(plan) if plan.grammar else None
         ids = self._prompt_ids(engine, messages)
         window = self._context_window or engine.window
         max_tokens = options.get("max_tokens")
@@ -170,12 +185,16 @@ class TransformersChatModel(ChatModel):
                           frequency_penalty=options.get("frequency_penalty"),
                           presence_penalty=options.get("presence_penalty"))
         request_id = f"local-{uuid.uuid4().hex[:12]}"
+        reply = constrained.ReplyStream(plan.tools)
         first = True
-        for piece, finish, usage in engine.generate(ids, budget, sampler, options.get("stop")):
-            yield AssistantChunk(content=piece, finish_reason=finish, usage=usage,
-                                 model=self.model_name if first or finish else None,
-                                 id=request_id if first else None)
-            first = False
+        for piece, finish, usage in engine.generate(ids, budget, sampler, options.get("stop"), constraint):
+            chunks = reply.feed(piece)
+            if finish is not None:
+                chunks.append(reply.end(finish, usage))
+            for chunk in chunks or ([AssistantChunk()] if first else []):
+                yield chunk.model_copy(update={"model": self.model_name if first or chunk.finish_reason else None,
+                                               "id": request_id if first else None})
+                first = False
 
     def _prompt_ids(self, engine: _Engine, messages: list[Message]) -> list[int]:
         """Render the chat template; apply the context policy."""
@@ -321,52 +340,66 @@ class _Engine:
         text = "".join(f"{t['role']}: {t['content']}\n" for t in turns) + "assistant:"
         return [int(t) for t in self.tokenizer(text)["input_ids"]]
 
-    def generate(self, ids: list[int], budget: int, sampler: Any,
-                 stop: list[str] | None) -> Iterator[tuple[str, str | None, Usage | None]]:
-        """Yield ``(text, finish_reason, usage)``; the last item has the finish reason and usage."""
+    def generate(self, ids: list[int], budget: int, sampler: Any, stop: list[str] | None,
+                 constraint: Any = None) -> Iterator[tuple[str, str | None, Usage | None]]:
+        """Yield ``(text, finish_reason, usage)``; the last item has the finish reason and usage.
+
+        ``constraint``: a :class:`~plait.local_models.llm.constrained.Constraint` the answer must follow.
+        """
         if self._owner == threading.get_ident():
             raise RuntimeError("This thread is already streaming from this model: finish (or close) "
                                "that stream before starting another request from the same thread.")
         with self.lock:  # one request at a time: callers queue here
             self._owner = threading.get_ident()
             try:
-                yield from self._decode(ids, budget, sampler, stop)
+                yield from self._decode(ids, budget, sampler, stop, constraint)
             finally:
                 self._owner = None
 
-    def _decode(self, ids: list[int], budget: int, sampler: Any,
-                stop: list[str] | None) -> Iterator[tuple[str, str | None, Usage | None]]:
+    def _decode(self, ids: list[int], budget: int, sampler: Any, stop: list[str] | None,
+                constraint: Any) -> Iterator[tuple[str, str | None, Usage | None]]:
         import torch
 
         from plait.local_models.llm.decoding import IncrementalDetokenizer, StopMatcher
 
         detok, stops = IncrementalDetokenizer(self.tokenizer), StopMatcher(stop)
         finish, produced = "length", 0
-        # 1. prefill: the whole prompt through the model, filling the KV cache
         self.decoder.start(len(ids) + budget)
-        with torch.inference_mode():
-            logits = self.decoder.step(torch.tensor(ids, device=self.device))
-        while produced < budget:
-            # 2. pick the next token; EOS ends the answer
+        feed = list(ids)  # 1. the tokens to run through the model next: the whole prompt at first
+        while True:
+            # 2. tokens a grammar forces (a JSON key, a tool's name) are taken without sampling them,
+            #    and go through the model together in the next step
+            forced = constraint.forced(budget - produced) if constraint and not stops.stopped else []
+            for token in forced:
+                produced += 1
+                feed.append(token)
+                if text := stops.add(detok.add(token)):
+                    yield text, None, None
+                if stops.stopped:
+                    break
+            if stops.stopped or (constraint is not None and constraint.done):
+                finish = "stop"  # a stop sequence, or the grammar is complete (EOS is all it would allow)
+                break
+            if produced >= budget:
+                break
+            # 3. the new tokens through the model, using the KV cache; logits of the last position,
+            #    with the tokens a grammar does not allow next at -inf
+            with torch.inference_mode():
+                logits = self.decoder.step(torch.tensor(feed, device=self.device))
+                if constraint is not None:
+                    constraint.mask(logits)
+            # 4. pick the next token; EOS ends the answer
             token = sampler(logits)
             produced += 1
             if token in self.eos:
                 finish = "stop"
                 break
-            # 3. its text (held back while a character or a possible stop sequence is incomplete)
-            text = stops.add(detok.add(token))
-            if stops.stopped:
-                finish = "stop"
-                if text:
-                    yield text, None, None
-                break
-            if text:
+            if constraint is not None:
+                constraint.advance(token)
+            # 5. its text (held back while a character or a possible stop sequence is incomplete)
+            if text := stops.add(detok.add(token)):
                 yield text, None, None
-            if produced == budget:
-                break
-            # 4. feed it back through the model (one position, using the cache)
-            with torch.inference_mode():
-                logits = self.decoder.step(torch.tensor([token], device=self.device))
+            feed = [token]
         tail = ""
         if not stops.stopped:
             tail = stops.add(detok.flush())
