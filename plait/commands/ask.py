@@ -1,41 +1,55 @@
-"""``plait ask QUESTION``: answer from the indexed documents, streaming, then list the sources."""
+"""``plait ask QUESTION``: answer from the indexed documents, streaming, then list the sources.
+
+Everything is checked before a model loads: the question, the model (``--model``: a spec or an
+alias from the config; default: the config's ``model``, else ``local``), its key and server, and
+the collection (a typo gets "did you mean"; nothing is created). Each answer is logged
+(``plait logs``) unless ``--no-log``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import time
 
+from plait.commands._answers import add_log_option
 from plait.commands._common import add_model_options, add_rag_options, add_store_options
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("question", nargs="+", help="the question (quotes optional)")
     add_model_options(parser)
+    parser.set_defaults(model=None)  # the config's default model, resolved in run()
     add_store_options(parser)
     add_rag_options(parser)
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON instead")
+    add_log_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from plait.chains.rag import RAGChain
-    from plait.commands._common import make_model, make_retriever, model_options, open_store, print_sources
+    from plait.commands._checks import require_collection, require_text, resolve_chat_model
 
-    question = " ".join(args.question)
-    store = open_store(args)
-    if store.count() == 0:
-        print(f"plait ask: the collection {args.collection!r} is empty; index files first with "
-              f"`plait ingest PATH --collection {args.collection}`", file=sys.stderr)
-        return 1
+    question = require_text(" ".join(args.question), "question", 'plait ask "How do I install it?"')
+    resolve_chat_model(args)
+    store = require_collection(args)
+
+    from plait.chains.rag import RAGChain
+    from plait.commands._answers import generation_options, log_answer
+    from plait.commands._common import make_model, make_retriever, print_sources
+
     chain = RAGChain(make_retriever(store, args.k, args.min_similarity), make_model(args), k=args.k,
-                     model_options=model_options(args))
+                     model_options=generation_options(args))
+    started = time.perf_counter()
     if args.json:
-        print(chain.invoke(question).model_dump_json(indent=2))
-        return 0
-    total = None
-    for chunk in chain.stream(question):
-        print(chunk.answer, end="", flush=True)
-        total = chunk if total is None else total + chunk
-    print()
-    if total is not None:
-        print_sources(total)
+        result = chain.invoke(question)
+        print(result.model_dump_json(indent=2))
+    else:
+        result = None
+        for chunk in chain.stream(question):
+            print(chunk.answer, end="", flush=True)
+            result = chunk if result is None else result + chunk
+        print()
+        if result is not None:
+            print_sources(result)
+    if result is not None:
+        log_answer(args, "ask", question, result, time.perf_counter() - started)
     return 0
