@@ -605,7 +605,7 @@ def _first(p: Passage) -> int:
 
 
 def partition(items: Sequence[Any], window: int) -> list[Sequence[Any]]:
-    """Near-equal runs of at most ``window`` consecutive items (5 with window 4: 3 + 2)."""
+    """Near-equal runs of at most ``window`` consecutive items (5 with window 4: 2 + 3)."""
     if not items:
         return []
     parts = -(-len(items) // window)
