@@ -197,7 +197,7 @@ def passage_units(chunks: Sequence[Any], window: int = 4) -> list[Unit]:
     groups: dict[Any, list[Any]] = {}
     for c in chunks:
         groups.setdefault(document_key(c.id, c.metadata), []).append(c)
-    units = []
+    units: list[Unit] = []
     for members in groups.values():
         members.sort(key=lambda c: (c.metadata.get("start", -1), c.metadata.get("chunk", -1)))
         for run in partition(members, window):
@@ -217,11 +217,11 @@ def evaluate(query: Callable[[str, int], list[str]], doc_of: dict[str, str], que
     return {"ndcg10": round(statistics.fmean(nd), 4), "recall100": round(statistics.fmean(rc), 4)}
 
 
-def p50_ms(fn: Callable[[], Any], runs: Sequence[Any]) -> float:
+def p50_ms(fn: Callable[..., Any], runs: Sequence[Any]) -> float:
     times = []
     for r in runs:
         t = time.perf_counter()
-        fn(*r) if isinstance(r, tuple) else fn(r)
+        fn(r)
         times.append((time.perf_counter() - t) * 1000)
     return round(percentile(times, 50), 3)
 
@@ -295,7 +295,7 @@ def scale_part(n: int, data: Path, tmp: Path) -> list[dict[str, Any]]:
     units: list[Unit] = [(i, text, str(m["topic"]), "") for i, text, m in synthetic_chunks(n, data=data)]
     _, queries, qrels = load_beir(data)
     claims = [queries[q] for q in list(qrels)[:100]]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, make in (("tantivy en_stem+stopwords", lambda p: Tantivy(p, stopwords=True)),
                        ("fts5 porter", lambda p: FTS5(p.with_suffix(".sqlite"), pretokenized=False))):
         folder = tmp / f"scale-{len(rows)}"

@@ -50,66 +50,37 @@ Example::
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from plait.defaults import require
 from plait.messages import Document
-from plait.retrievers.base import CHUNK_KEYS, Filter, Hit, check_filter, document_key, matches
+from plait.retrievers.base import CHUNK_KEYS, Filter, Hit, check_filter, matches
+from plait.retrievers.lexical_engine import (
+    FORMAT,
+    TOKENIZER,
+    ChunkScorer,
+    FileLock,
+    Member,
+    Passage,
+    analyzer,
+    doc_string,
+    filter_query,
+    first,
+    indexable,
+    join_chunks,
+    order,
+    partition,
+    schema,
+    sort_key,
+)
 
-TOKENIZER = "plait_en"
-FORMAT = 1  # the passage layout below; another one needs a new folder
-K1, B = 1.2, 0.75  # tantivy's BM25 parameters, used again to pick a passage's best chunk
-_MAX_VALUE_CHARS = 1000  # longer string metadata is stored but not indexed for filters
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_OPS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-
-
-class Member(NamedTuple):
-    """A chunk inside a passage (``tokens``: its analyzed words, kept where the passage has several)."""
-
-    id: str
-    order: int
-    text: str
-    metadata: dict[str, Any]
-    tokens: str = ""
-
-
-class Passage(NamedTuple):
-    pid: str
-    doc: str
-    members: list[Member]
-
-
-def analyzer() -> Any:
-    """The text analysis of the ``body`` field (and of queries)."""
-    import tantivy as T
-
-    return (T.TextAnalyzerBuilder(T.Tokenizer.simple()).filter(T.Filter.remove_long(40))
-            .filter(T.Filter.lowercase()).filter(T.Filter.stopword("english"))
-            .filter(T.Filter.stemmer("english")).build())
-
-
-def schema() -> Any:
-    import tantivy as T
-
-    sb = T.SchemaBuilder()
-    sb.add_text_field("pid", stored=True, tokenizer_name="raw", index_option="basic")
-    sb.add_text_field("doc", fast=True, tokenizer_name="raw", index_option="basic")
-    sb.add_text_field("chunk", fast=True, tokenizer_name="raw", index_option="basic")
-    sb.add_integer_field("first", indexed=True, fast=True)
-    sb.add_unsigned_field("n", fast=True)
-    sb.add_text_field("body", tokenizer_name=TOKENIZER, index_option="freq")
-    sb.add_json_field("m", fast=True, tokenizer_name="raw", index_option="basic")
-    sb.add_bytes_field("data", stored=True, indexed=False)
-    return sb.build()
+__all__ = ["LexicalIndex", "join_chunks", "partition"]
 
 
 class LexicalIndex:
@@ -163,7 +134,7 @@ class LexicalIndex:
     def _open_dir(self, T: Any) -> Any:
         assert self.path is not None
         marker = self.path / "plait-lexical.json"
-        with _FileLock(self.path / ".plait-open.lock"):  # two processes creating it at once
+        with FileLock(self.path / ".plait-open.lock"):  # two processes creating it at once
             if not T.Index.exists(str(self.path)):
                 idx = T.Index(self._schema, path=str(self.path), reuse=False)
                 marker.write_text(json.dumps({"format": FORMAT}))
@@ -270,7 +241,7 @@ class LexicalIndex:
         if not ids:
             return
         metas = metadatas or [None] * len(ids)
-        new = {i: Member(i, _order(m or {}), t, dict(m or {})) for i, t, m in zip(ids, texts, metas, strict=True)}
+        new = {i: Member(i, order(m or {}), t, dict(m or {})) for i, t, m in zip(ids, texts, metas, strict=True)}
         with self._lock:
             self._write(lambda w, s: self._apply(w, s, new, set()))
 
@@ -308,7 +279,7 @@ class LexicalIndex:
         keep = {pid: [m for m in p.members if m.id not in new and m.id not in gone] for pid, p in affected.items()}
         groups: dict[str, list[Member]] = {}
         for m in new.values():
-            groups.setdefault(_doc_string(m.id, m.metadata), []).append(m)
+            groups.setdefault(doc_string(m.id, m.metadata), []).append(m)
         known = {p.doc for p in affected.values()}
         present = known | self._docs_present(searcher, [d for d in groups if d not in known])
         fresh: dict[str, list[Member]] = {}
@@ -317,8 +288,8 @@ class LexicalIndex:
                 fresh[doc] = members
                 continue
             last = self._route(searcher, doc, None)  # a document written in batches grows at its end
-            for m in sorted(members, key=_sort_key):
-                target = last if last is not None and m.order >= _first(last) else self._route(searcher, doc, m.order)
+            for m in sorted(members, key=sort_key):
+                target = last if last is not None and m.order >= first(last) else self._route(searcher, doc, m.order)
                 if target is None:  # the document's passages were all emptied above: start afresh
                     fresh.setdefault(doc, []).append(m)
                     continue
@@ -369,7 +340,7 @@ class LexicalIndex:
         """Cut one document's chunks (or a run of them) into passages and add them."""
         import tantivy as T
 
-        members = sorted(members, key=_sort_key)
+        members = sorted(members, key=sort_key)
         for run in partition(members, self.window):
             if len(run) > 1:  # to pick the best chunk at query time without analysing texts again
                 run = [m if m.tokens else m._replace(tokens=" ".join(self._analyzer.analyze(m.text))) for m in run]
@@ -382,11 +353,11 @@ class LexicalIndex:
             d.add_unsigned("n", len(run))
             text = run[0].text if len(run) == 1 else join_chunks([m.text for m in run], [m.metadata for m in run])
             d.add_text("body", text)
-            shared = _indexable({k: v for k, v in run[0].metadata.items() if k not in CHUNK_KEYS})
+            shared = indexable({k: v for k, v in run[0].metadata.items() if k not in CHUNK_KEYS})
             if shared:
                 d.add_json("m", shared)
             for m in run:
-                own = _indexable({k: v for k, v in m.metadata.items() if k in CHUNK_KEYS})
+                own = indexable({k: v for k, v in m.metadata.items() if k in CHUNK_KEYS})
                 if own:
                     d.add_json("m", own)
             d.add_bytes("data", json.dumps({"doc": doc, "members": [list(m) for m in run]}).encode("utf-8"))
@@ -436,12 +407,12 @@ class LexicalIndex:
                 return []
             q = T.Query.boolean_query([(T.Occur.Should, T.Query.term_query(self._schema, "body", t))
                                        for t in tokens])
-            where = self._filter_query(filter) if filter else None
+            where = filter_query(self._idx, filter) if filter else None
             if where is not None:
                 q = T.Query.boolean_query([(T.Occur.Must, q), (T.Occur.Must, T.Query.const_score_query(where, 0.0))])
             out: list[Hit] = []
             offset, limit = 0, k
-            scorer = _ChunkScorer(searcher, tokens)
+            scorer = ChunkScorer(searcher, tokens)
             while len(out) < k:  # more than one round only when the chunk-level check drops passages
                 found = searcher.search(q, limit, count=False, offset=offset).hits
                 for score, address in found:
@@ -468,168 +439,3 @@ class LexicalIndex:
                 docs[h.id].score = h.score
                 out.append(docs[h.id])
         return out
-
-    # --- filters -----------------------------------------------------------------------------------
-    def _filter_query(self, where: Filter) -> Any:
-        """A tantivy query matching at least the passages with a chunk passing ``where`` (None: all)."""
-        import tantivy as T
-
-        parts = []
-        for key, value in where.items():
-            if key in ("$and", "$or"):
-                subs = [self._filter_query(s) for s in value]
-                if key == "$or":
-                    q = None if any(s is None for s in subs) else _any(subs)
-                else:
-                    kept = [s for s in subs if s is not None]
-                    q = T.Query.boolean_query([(T.Occur.Must, s) for s in kept]) if kept else None
-            elif isinstance(value, Mapping):
-                q = self._condition(key, *next(iter(value.items())))
-            else:
-                q = self._condition(key, "$eq", value)
-            if q is not None:
-                parts.append(q)
-        if not parts:
-            return None
-        return parts[0] if len(parts) == 1 else T.Query.boolean_query([(T.Occur.Must, p) for p in parts])
-
-    def _condition(self, key: str, op: str, arg: Any) -> Any:
-        import tantivy as T
-
-        if not _KEY.fullmatch(key):
-            return None
-        if op in ("$eq", "$in"):
-            terms = [self._term(key, v) for v in (arg if op == "$in" else [arg])]
-            return None if any(t is None for t in terms) else _any(terms)
-        if op in ("$ne", "$nin"):
-            if key in CHUNK_KEYS:  # "no chunk has it" would drop passages where only some chunk has it
-                return None
-            terms = [self._term(key, v) for v in (arg if op == "$nin" else [arg])]
-            if any(t is None for t in terms):
-                return None
-            return T.Query.boolean_query([(T.Occur.Must, T.Query.all_query()), (T.Occur.MustNot, _any(terms))])
-        if isinstance(arg, bool) or not isinstance(arg, (int, float)) or not math.isfinite(arg) or abs(arg) >= 2 ** 53:
-            return None  # string ranges: checked per chunk only
-        text = repr(float(arg))
-        if "e" in text:  # the query parser reads plain decimals: widen to a whole number
-            text = f"{math.floor(arg) if op in ('$gt', '$gte') else math.ceil(arg)}.0"
-            op = "$gte" if op in ("$gt", "$gte") else "$lte"
-        return self._idx.parse_query(f"m.{key}:{_OPS[op]}{text}")
-
-    def _term(self, key: str, value: Any) -> Any:
-        import tantivy as T
-
-        if isinstance(value, str) and len(value) > _MAX_VALUE_CHARS:
-            return None
-        if not isinstance(value, (str, int, float, bool)) or (isinstance(value, float) and not math.isfinite(value)):
-            return None
-        return T.Query.term_query(self._schema, f"m.{key}", value)
-
-
-class _ChunkScorer:
-    """Picks a passage's best chunk: BM25 of each chunk alone, with the passage index's statistics."""
-
-    def __init__(self, searcher: Any, tokens: list[str]) -> None:
-        n = max(1, searcher.num_docs)
-        self.idf = {t: math.log(1 + (n - df + 0.5) / (df + 0.5))
-                    for t in set(tokens) for df in [searcher.doc_freq("body", t)]}
-
-    def best(self, members: list[Member]) -> Member:
-        if len(members) == 1:
-            return members[0]
-        words = [f" {m.tokens} " for m in members]
-        lengths = [w.count(" ") - 1 for w in words]
-        avg = max(1.0, sum(lengths) / len(lengths))
-        scores = []
-        for w, n in zip(words, lengths, strict=True):
-            tfs = [(idf, w.count(f" {t} ")) for t, idf in self.idf.items()]
-            scores.append(sum(idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * n / avg)) for idf, tf in tfs if tf))
-        return members[max(range(len(members)), key=lambda i: (scores[i], -i))]
-
-
-class _FileLock:
-    """An exclusive OS lock on a file for a ``with`` block (released if the process dies)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd = -1
-
-    def __enter__(self) -> _FileLock:
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            import fcntl
-
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except ImportError:  # no fcntl (Windows): tantivy's own lock still guards writers
-            pass
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self._fd)  # closing releases the flock
-
-
-def _any(queries: list[Any]) -> Any:
-    import tantivy as T
-
-    if not queries:
-        return T.Query.empty_query()
-    return queries[0] if len(queries) == 1 else T.Query.boolean_query([(T.Occur.Should, q) for q in queries])
-
-
-def _indexable(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The metadata values a filter can find in the engine: scalars, strings up to 1,000 characters."""
-    return {k: v for k, v in meta.items()
-            if (isinstance(v, str) and len(v) <= _MAX_VALUE_CHARS) or isinstance(v, (bool, int))
-            or (isinstance(v, float) and math.isfinite(v))}
-
-
-def _doc_string(chunk_id: str, metadata: Mapping[str, Any]) -> str:
-    key = document_key(chunk_id, metadata)
-    return key if isinstance(key, str) else json.dumps(key, default=str, separators=(",", ":"))
-
-
-def _order(meta: Mapping[str, Any]) -> int:
-    """A chunk's place in its document's text as one integer: (start, chunk), -1 where missing."""
-    def part(v: Any) -> int:
-        return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2 ** 31 else -1
-
-    return ((part(meta.get("start")) + 1) << 32) + part(meta.get("chunk")) + 1
-
-
-def _sort_key(m: Member) -> tuple[int, str]:
-    return (m.order, m.id)
-
-
-def _first(p: Passage) -> int:
-    return min(m.order for m in p.members) if p.members else -1
-
-
-def partition(items: Sequence[Any], window: int) -> list[Sequence[Any]]:
-    """Near-equal runs of at most ``window`` consecutive items (5 with window 4: 2 + 3)."""
-    if not items:
-        return []
-    parts = -(-len(items) // window)
-    bounds = [round(i * len(items) / parts) for i in range(parts + 1)]
-    return [items[bounds[i]:bounds[i + 1]] for i in range(parts)]
-
-
-def join_chunks(contents: Sequence[str], metadatas: Sequence[Mapping[str, Any]]) -> str:
-    """One document's text again from its chunks (given in text order), overlaps taken once.
-
-    Chunks carry the character offsets ``start`` of their text in the document; where they are
-    missing, the chunks are joined as they are (an overlap then counts twice).
-    """
-    parts: list[str] = []
-    end: int | None = None  # where the text joined so far ends, in document offsets
-    for text, meta in zip(contents, metadatas, strict=True):
-        start = meta.get("start")
-        if not isinstance(start, int):
-            parts.append(text)
-            continue
-        if end is not None and start < end:
-            text = text[end - start:]  # drop the overlap with what is already there
-            start = end
-        if text:
-            parts.append(text)
-            end = start + len(text)
-    return " ".join(parts)
