@@ -60,12 +60,23 @@ class ImageModel(Runnable[Any, ImageResult]):
     model_name: str = "image-model"
 
     def parameters(self, input: Any, overrides: dict[str, Any]) -> dict[str, Any]:
-        """The call's parameters as one dict: the input's (a prompt, or a dict) and the keyword ones."""
+        """The call's parameters as one dict: the input's (a prompt, or a dict) and the keyword ones.
+
+        Checks what every backend needs (a prompt that says something, no parameter given twice
+        with two values); each backend then checks the parameters it knows.
+        """
         given = dict(input) if isinstance(input, dict) else {"prompt": prompt_text(input)}
         for key, value in overrides.items():
             if key in given and given[key] != value:
                 raise ValueError(f"{key}={value!r} contradicts {key}={given[key]!r} in the input; give it once")
             given[key] = value
+        prompt = given.get("prompt")
+        if prompt is None:
+            raise ValueError("The prompt is missing: give the image's description as 'prompt'")
+        if not isinstance(prompt, str):
+            raise ValueError(f"The prompt must be a string, not {type(prompt).__name__}")
+        if not prompt.strip():
+            raise ValueError("The prompt is empty: describe the image to draw, e.g. 'a red circle on the left'")
         return given
 
     def invoke(self, input: Any, **parameters: Any) -> ImageResult:

@@ -1,4 +1,5 @@
-"""OpenAIEmbeddings and OpenAIImageModel against the test server (real HTTP, official SDK)."""
+"""OpenAIEmbeddings and OpenAIImageModel against the test server (real HTTP, official SDK); the
+image-model contract on OpenAIImageModel."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from plait.remote._openai import RemoteModelError
 from plait.remote.openai_embeddings import OpenAIEmbeddings
 from plait.remote.openai_images import OpenAIImageModel
 from plait.runnable import Lambda
+from tests.image_model_contract import ImageModelContract
 from tests.remote.openai_server import OpenAIServer, embed
 
 
@@ -81,6 +83,23 @@ def test_embedding_faults(emb: OpenAIEmbeddings, server: OpenAIServer) -> None:
     bad = OpenAIEmbeddings("missing-model", base_url=server.base_url, api_key=server.api_key)
     with pytest.raises(RemoteModelError, match="no model 'missing-model' or no embeddings endpoint"):
         bad.embed_query("x")
+
+
+def test_embed_array_is_float32_from_the_remote_vectors(emb: OpenAIEmbeddings) -> None:
+    import numpy as np
+
+    array = emb.embed_array(TEXTS[:4])
+    assert array.dtype == np.float32 and array.shape == (4, 16)
+    assert np.allclose(array, emb.embed_documents(TEXTS[:4]), atol=1e-6)
+    assert emb.model_name == "test-embed"
+
+
+class TestOpenAIImageContract(ImageModelContract):
+    size = (48, 24)
+
+    @pytest.fixture
+    def model(self, images: OpenAIImageModel) -> OpenAIImageModel:
+        return images
 
 
 def test_image_from_a_prompt(images: OpenAIImageModel, server: OpenAIServer) -> None:

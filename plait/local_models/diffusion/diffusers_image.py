@@ -220,9 +220,6 @@ class DiffusersImageModel(ImageModel):
         if unknown:
             raise ValueError(f"Unknown image parameters {sorted(unknown)}: use {sorted(_PARAMS)}")
         params = {**{k: v for k, v in self.defaults.items() if v is not None}, **params}
-        prompt = params.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError("The prompt is empty: describe the image to draw, e.g. 'a red circle on the left'")
         pipe = self.pipeline
         size = _default_size(pipe)
         params.setdefault("width", size)

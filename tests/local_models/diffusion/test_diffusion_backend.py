@@ -2,7 +2,8 @@
 
 A tiny Stable Diffusion pipeline (UNet, VAE, CLIP text model; the tokenizer is the bundled
 MiniLM's) is saved with save_pretrained and loaded back through AutoPipelineForText2Image,
-and a tiny PlaitShapesPipeline goes through the same backend.
+and a tiny PlaitShapesPipeline goes through the same backend. The image-model contract runs on
+the tiny Stable Diffusion pipeline and on the embedded plait-shapes model.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ pytest.importorskip("diffusers")
 torch = pytest.importorskip("torch")
 
 from plait.messages import ImageResult, ProgressEvent, StringPromptValue  # noqa: E402
+from tests.image_model_contract import ImageModelContract  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -63,6 +65,37 @@ def sd_model(sd_folder: str):
     from plait.local_models.diffusion.diffusers_image import DiffusersImageModel
 
     return DiffusersImageModel(sd_folder, device="cpu", steps=3)
+
+
+class TestTinyStableDiffusionContract(ImageModelContract):
+    params = {"steps": 2}
+
+    @pytest.fixture
+    def model(self, sd_model):
+        return sd_model
+
+
+@pytest.fixture(scope="module")
+def embedded_model():
+    from plait.local_models.diffusion.diffusers_image import DiffusersImageModel
+
+    return DiffusersImageModel(device="cpu")
+
+
+@pytest.mark.integration
+class TestEmbeddedShapesModelContract(ImageModelContract):
+    """The bundled plait-shapes weights (and the bundled MiniLM as its text encoder)."""
+
+    params = {"steps": 3}
+
+    @pytest.fixture
+    def model(self, embedded_model):
+        return embedded_model
+
+    def test_warm_up_loads_the_pipeline_and_the_text_encoder(self, model) -> None:
+        model.warm_up()
+        assert model.model_name == "plait-shapes"
+        assert model.pipeline._bundled is not None  # the MiniLM text encoder, loaded before the first call
 
 
 def test_loads_through_auto_pipeline_and_draws_the_default_size(sd_model) -> None:
