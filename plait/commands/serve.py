@@ -5,6 +5,11 @@
     plait serve --model openai:gpt-4o-mini          # a remote model, re-served
     plait serve --rag docs                          # the default RAG chain over a collection
     plait serve --rag docs --model openai:gpt-4o    # ... answering with another model
+    plait serve --model local --embeddings local --image-model local   # chat, embeddings and images
+
+``--embeddings SPEC`` adds ``/v1/embeddings`` (``local`` = the bundled MiniLM, ``local:PATH_OR_ID``,
+``openai:MODEL``); ``--image-model SPEC`` adds ``/v1/images/generations`` (``local`` = the bundled
+plait-shapes model, ``diffusion:PATH_OR_ID``, ``openai:MODEL``). Either may also be served alone.
 
 The API key comes from ``--api-key`` or ``$PLAIT_API_KEY``; it is required whenever ``--host`` is
 not a loopback address, so a server reachable from the network is never open by accident.
@@ -27,6 +32,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="SPEC",
                         help="serve a chat model (with --rag: the chain's model): local, local:PATH_OR_ID, openai:MODEL")
     parser.add_argument("--rag", metavar="COLLECTION", help="serve the default RAG chain over a collection")
+    parser.add_argument("--embeddings", metavar="SPEC",
+                        help="also serve /v1/embeddings: local (bundled MiniLM), local:PATH_OR_ID, openai:MODEL")
+    parser.add_argument("--image-model", metavar="SPEC",
+                        help="also serve /v1/images/generations: local (bundled plait-shapes), diffusion:PATH_OR_ID, "
+                             "openai:MODEL")
     parser.add_argument("--store", default=None, help="with --rag: folder of the embedded store (default: the data dir)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -63,7 +73,7 @@ def load_target(spec: str) -> Any:
             raise SystemExit(f"error: {module_name!r} has no attribute {attr!r}") from None
     from plait.runnable import Runnable
 
-    if not isinstance(obj, Runnable) and callable(obj) and not hasattr(obj, "embed_documents"):
+    if not isinstance(obj, Runnable) and callable(obj):
         obj = obj()
     return obj
 
@@ -85,19 +95,50 @@ def rag_chain(collection: str, model_spec: str, store: str | None = None) -> Any
     return RAGChain(make_retriever(opened, 3, DEFAULT_MIN_SIMILARITY), model, k=3)
 
 
+def _from_spec(make: Any, spec: str) -> Any:
+    try:
+        return make(spec)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
 def build_target(args: argparse.Namespace) -> Any:
-    if bool(args.target) + bool(args.model or args.rag) != 1:
+    """The chat target (MODULE:OBJECT, --model or --rag); ``None`` when only embeddings or images are served."""
+    if args.target and (args.model or args.rag):
         raise SystemExit("error: give MODULE:OBJECT, or --model SPEC, or --rag COLLECTION (with --model for "
-                         "the RAG chain's model)")
+                         "the RAG chain's model), not both")
+    if not (args.target or args.model or args.rag or args.embeddings or args.image_model):
+        raise SystemExit("error: give MODULE:OBJECT, or --model SPEC, or --rag COLLECTION (with --model for "
+                         "the RAG chain's model), or --embeddings / --image-model SPEC")
     if args.target:
         return load_target(args.target)
     if args.rag:
         return rag_chain(args.rag, args.model or "local", args.store)
-    from plait.models import chat_model_from_spec
+    if args.model:
+        from plait.models import chat_model_from_spec
 
+        return _from_spec(chat_model_from_spec, args.model)
+    return None
+
+
+def build_app(args: argparse.Namespace, api_key: str | None) -> Any:
+    """The app ``plait serve`` runs for these arguments: the target, plus embeddings and an image model."""
+    from plait.models import embeddings_from_spec, image_model_from_spec
+    from plait.serve import ServeConfig, create_app
+
+    target = build_target(args)
+    embeddings = _from_spec(embeddings_from_spec, args.embeddings) if args.embeddings else None
+    images = _from_spec(image_model_from_spec, args.image_model) if args.image_model else None
+    if target is None and images is not None:  # an image model answers chat requests too
+        target, images = images, None
+    elif target is None:  # embeddings alone: /v1/embeddings only
+        target, embeddings = embeddings, None
+    config = ServeConfig(api_key=api_key, max_body_bytes=args.max_body, timeout_s=args.timeout,
+                         max_concurrency=args.max_concurrency, cors_origins=list(args.cors_origin),
+                         input_key=args.input_key, history_key=args.history_key, name=args.name)
     try:
-        return chat_model_from_spec(args.model)
-    except ValueError as e:
+        return create_app(target, config, embeddings=embeddings, images=images)
+    except TypeError as e:
         raise SystemExit(f"error: {e}") from None
 
 
@@ -109,14 +150,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --host {args.host} is reachable from other machines; set an API key with --api-key "
               f"or ${API_KEY_ENV} (clients then send 'Authorization: Bearer KEY')", file=sys.stderr)
         return 2
-    target = build_target(args)
+    app = build_app(args, api_key)
 
-    from plait.serve import ServeConfig, create_app, run_server
+    from plait.serve import run_server
 
-    config = ServeConfig(api_key=api_key, max_body_bytes=args.max_body, timeout_s=args.timeout,
-                         max_concurrency=args.max_concurrency, cors_origins=list(args.cors_origin),
-                         input_key=args.input_key, history_key=args.history_key, name=args.name)
-    app = create_app(target, config)
     shown = "localhost" if args.host in ("0.0.0.0", "::") else args.host
     print(f"plait: serving {', '.join(app.state.served.model_ids())} on http://{shown}:{args.port} "
           f"(OpenAI base_url: http://{shown}:{args.port}/v1; chat page: http://{shown}:{args.port}/)"

@@ -16,9 +16,8 @@ shutting down), and ``/`` (the web chat page).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from importlib import resources
@@ -29,6 +28,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from plait.embeddings import Embeddings
+from plait.image_model import ImageModel
 from plait.serve.config import ServeConfig
 from plait.serve.errors import APIError, as_api_error, error_body
 from plait.serve.generic_routes import add_generic_routes
@@ -40,8 +41,8 @@ from plait.serve.streaming import RAW_SEND
 log = logging.getLogger("plait.serve")
 
 
-def create_app(runnable_or_model: Any, config: ServeConfig | None = None, *, embeddings: Any = None,
-               images: Any = None, input_schema: Any = None, output_schema: Any = None,
+def create_app(runnable_or_model: Any, config: ServeConfig | None = None, *, embeddings: Embeddings | None = None,
+               images: ImageModel | None = None, input_schema: Any = None, output_schema: Any = None,
                **settings: Any) -> FastAPI:
     """Build the FastAPI app serving ``runnable_or_model``.
 
@@ -50,8 +51,8 @@ def create_app(runnable_or_model: Any, config: ServeConfig | None = None, *, emb
             object. How each answers chat requests: see :mod:`plait.serve.adapters`.
         config: a :class:`ServeConfig`; or give its fields as keyword ``settings``
             (``api_key="..."``, ``max_concurrency=64``, ``input_key="question"``...).
-        embeddings: also serve ``/v1/embeddings`` with this object.
-        images: also serve ``/v1/images/generations`` with this image model.
+        embeddings: also serve ``/v1/embeddings`` with this :class:`~plait.embeddings.Embeddings`.
+        images: also serve ``/v1/images/generations`` with this :class:`~plait.image_model.ImageModel`.
         input_schema, output_schema: JSON schemas (or pydantic models) for the generic routes,
             where the derived ones are not what you want.
     """
@@ -71,10 +72,7 @@ def create_app(runnable_or_model: Any, config: ServeConfig | None = None, *, emb
     app.state.served = served
     _add_error_handlers(app)
     add_openai_routes(app, served)
-    from plait.runnable import Runnable
-
-    if isinstance(served.target, Runnable):
-        add_generic_routes(app, served.target, config, input_schema=input_schema, output_schema=output_schema)
+    add_generic_routes(app, served.target, config, input_schema=input_schema, output_schema=output_schema)
     _add_page_and_health(app, served, state)
 
     # Outermost last: CORS (answers preflights) > body limit > auth > concurrency > routes.
@@ -99,43 +97,11 @@ class _PlaitAPI(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def _warmables(obj: Any, depth: int = 0, seen: set[int] | None = None) -> list[Callable[[], Any]]:
-    """The no-argument ``warm_up()`` (or ``load()``) methods of ``obj`` and of the steps inside it
-    (a sequence's steps, a wrapper's step, a chain's ``model``/``retriever``), a few levels deep."""
-    seen = set() if seen is None else seen
-    if obj is None or id(obj) in seen or depth > 4:
-        return []
-    seen.add(id(obj))
-    found: list[Callable[[], Any]] = []
-    for name in ("warm_up", "load"):
-        method = getattr(type(obj), name, None)
-        if callable(method) and _takes_no_arguments(method):
-            found.append(getattr(obj, name))
-            break
-    steps = getattr(obj, "steps", None)
-    inner: list[Any] = list(steps) if isinstance(steps, list) else list(steps.values()) if isinstance(steps, dict) else []
-    attrs = getattr(obj, "__dict__", {})
-    inner += [attrs.get(a) for a in ("bound", "model", "retriever", "embeddings")]
-    for step in inner:
-        found += _warmables(step, depth + 1, seen)
-    return found
-
-
-def _takes_no_arguments(method: Callable[..., Any]) -> bool:
-    try:
-        params = list(inspect.signature(method).parameters.values())[1:]  # past self
-    except (TypeError, ValueError):
-        return False
-    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
-
-
 async def _warm_up(served: Served, state: ServeState) -> None:
-    """Load weights before saying ready: ``warm_up()`` / ``load()`` of the served objects and their steps."""
+    """Load weights before saying ready: ``warm_up()`` of each served object (containers forward it)."""
     try:
-        seen: set[int] = set()
-        for obj in (served.target, served.embeddings, served.images):
-            for warm in _warmables(obj, seen=seen):
-                await asyncio.to_thread(warm)
+        for part in served.parts():
+            await asyncio.to_thread(part.warm_up)
         state.ready = True
     except Exception as e:  # reported by /ready; requests still get the model's own error
         log.exception("warm-up failed")

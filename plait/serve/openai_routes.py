@@ -26,6 +26,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from plait.embeddings import Embeddings
 from plait.messages import AssistantChunk, ImageResult, ToolCallChunk, Usage
 from plait.runnable import add_chunks
 from plait.serve.adapters import ChatTarget, Reply, estimate_tokens, piece_from
@@ -180,11 +181,8 @@ def _floats_b64(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
-async def _embed(embeddings: Any, texts: list[str]) -> list[list[float]]:
-    if callable(getattr(embeddings, "aembed_documents", None)):
-        vectors = await embeddings.aembed_documents(texts)
-    else:
-        vectors = await asyncio.to_thread(embeddings.embed_documents, texts)
+async def _embed(embeddings: Embeddings, texts: list[str]) -> list[list[float]]:
+    vectors = await embeddings.aembed_documents(texts)
     return [[float(x) for x in v] for v in vectors]
 
 

@@ -1,9 +1,9 @@
 """What an app serves: a chat target, and optionally embeddings and an image model, by model id.
 
-Kinds are recognised by what an object can do, not by importing backends:
-- embeddings: has ``embed_documents`` and ``embed_query`` (the retrieval embeddings interface);
-- image model: its class (or a base) is named ``ImageModel``, or it sets ``produces_images = True``;
-- anything else that is a Runnable (chat model, chain) answers chat completions.
+Kinds are the interfaces objects declare (their base classes), never guessed from attributes:
+- :class:`~plait.embeddings.Embeddings` answers ``/v1/embeddings``;
+- :class:`~plait.image_model.ImageModel` answers ``/v1/images/generations``;
+- any other Runnable (chat model, chain) answers chat completions.
 An image model also answers chat completions (the prompt is the last user message; the images
 come back in the extra ``images`` field), which is how the web page shows them inline.
 """
@@ -11,26 +11,23 @@ come back in the extra ``images`` field), which is how the web page shows them i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from plait.embeddings import Embeddings
+from plait.image_model import ImageModel
 from plait.runnable import Runnable
 from plait.serve.adapters import ChatTarget
 from plait.serve.config import ServeConfig
 from plait.serve.errors import APIError
 
 
-def is_embeddings(obj: Any) -> bool:
-    return callable(getattr(obj, "embed_documents", None)) and callable(getattr(obj, "embed_query", None))
-
-
-def is_image_model(obj: Any) -> bool:
-    return bool(getattr(obj, "produces_images", False)) or any(
-        c.__name__ == "ImageModel" for c in type(obj).__mro__)
-
-
 def _model_id(obj: Any, fallback: str) -> str:
-    name = getattr(obj, "model_name", None)
-    return name if isinstance(name, str) and name else fallback
+    """The object's ``model_name`` (a folder's name for a local path), else ``fallback``."""
+    name = getattr(obj, "model_name", None)  # chains have none
+    if not isinstance(name, str) or not name:
+        return fallback
+    return Path(name).name if Path(name).is_absolute() else name
 
 
 @dataclass
@@ -45,29 +42,41 @@ class ServeState:
 class Served:
     """The objects behind one app, each under its model id."""
 
-    def __init__(self, target: Any, config: ServeConfig, *, embeddings: Any = None, images: Any = None) -> None:
+    def __init__(self, target: Any, config: ServeConfig, *, embeddings: Embeddings | None = None,
+                 images: ImageModel | None = None) -> None:
+        if embeddings is not None and not isinstance(embeddings, Embeddings):
+            raise TypeError(f"embeddings= must be a plait.embeddings.Embeddings, not {type(embeddings).__name__}")
+        if images is not None and not isinstance(images, ImageModel):
+            raise TypeError(f"images= must be a plait.image_model.ImageModel, not {type(images).__name__}")
         self.config = config
         self.target = target
         self.chat: ChatTarget | None = None
         self.embeddings = embeddings
         self.images = images
-        if is_embeddings(target) and embeddings is None and not is_image_model(target):
+        if isinstance(target, Embeddings):
+            if embeddings is not None:
+                raise TypeError("Serving embeddings as the target and embeddings= too: give one of them")
             self.embeddings = target
         elif isinstance(target, Runnable):
-            if is_image_model(target) and images is None:
+            if isinstance(target, ImageModel) and images is None:
                 self.images = target
             self.chat = ChatTarget(target, config)
         else:
             raise TypeError(f"Cannot serve a {type(target).__name__}: pass a plait Runnable (chain, chat model, "
-                            "image model) or an embeddings object with embed_documents/embed_query")
-        if self.embeddings is not None and not is_embeddings(self.embeddings):
-            raise TypeError(f"embeddings= must have embed_documents and embed_query; got {type(embeddings).__name__}")
-        only = target if self.chat is None else None
+                            "image model) or a plait.embeddings.Embeddings")
         self.chat_name = config.name or _model_id(target, "plait") if self.chat else None
-        self.embeddings_name = (config.name if only is self.embeddings and config.name else
+        self.embeddings_name = (config.name if target is self.embeddings and config.name else
                                 _model_id(self.embeddings, "plait-embeddings")) if self.embeddings is not None else None
         self.images_name = (self.chat_name if self.images is target else
                             _model_id(self.images, "plait-images")) if self.images is not None else None
+
+    def parts(self) -> list[Runnable[Any, Any]]:
+        """The served objects, each once: the target, its embeddings, its image model."""
+        found: dict[int, Runnable[Any, Any]] = {}
+        for obj in (self.target, self.embeddings, self.images):
+            if obj is not None:
+                found.setdefault(id(obj), obj)
+        return list(found.values())
 
     def model_ids(self) -> list[str]:
         ids = [self.chat_name, self.embeddings_name, self.images_name]
@@ -85,12 +94,12 @@ class Served:
             raise self._unknown(model, "chat", self.chat_name)
         return self.chat
 
-    def require_embeddings(self, model: str) -> Any:
+    def require_embeddings(self, model: str) -> Embeddings:
         if self.embeddings is None or model != self.embeddings_name:
             raise self._unknown(model, "embeddings", self.embeddings_name)
         return self.embeddings
 
-    def require_images(self, model: str | None) -> Any:
+    def require_images(self, model: str | None) -> ImageModel:
         if self.images is None or (model is not None and model != self.images_name):
             raise self._unknown(model, "image", self.images_name)
         return self.images

@@ -9,8 +9,8 @@ from typing import Any
 from plait.chains.rag import RAGChain
 from plait.embeddings import Embeddings
 from plait.fake import FakeChatModel
-from plait.messages import Document, ImageResult
-from plait.runnable import Lambda, Runnable
+from plait.messages import Document
+from plait.runnable import Lambda
 
 DOCS = [
     Document(content="plait composes steps with the | operator.", metadata={"source": "docs/compose.md", "page": 1}),
@@ -35,29 +35,6 @@ chat = FakeChatModel(["Hello from plait."])
 
 def echo(text: str) -> dict[str, Any]:
     return {"echo": text}
-
-
-class SquarePainter(Runnable[Any, ImageResult]):
-    """A tiny image model: squares in the colour named in the prompt, in the image-model interface
-    (a prompt string or a dict with prompt, num_images, width, height, seed)."""
-
-    produces_images = True
-    model_name = "painter"
-
-    def invoke(self, input: Any, **kwargs: Any) -> ImageResult:
-        from PIL import Image
-
-        params = {"prompt": input} if isinstance(input, str) else dict(input)
-        prompt = params["prompt"]
-        if not prompt.strip():
-            raise ValueError("The prompt is empty: describe the image to draw")
-        width, height = params.get("width", 16), params.get("height", 16)
-        if width <= 0 or height <= 0 or width > 64 or height > 64:
-            raise ValueError(f"Size {width}x{height} is out of range: width and height must be 1..64")
-        color = "red" if "red" in prompt else "green" if "green" in prompt else "blue"
-        images = [Image.new("RGB", (width, height), color) for _ in range(params.get("num_images", 1))]
-        return ImageResult(images=images, parameters={**params, "width": width, "height": height},
-                           model=self.model_name)
 
 
 class LetterCounts(Embeddings):

@@ -1,4 +1,5 @@
-"""Fixtures: real uvicorn servers on 127.0.0.1 (free port, background thread) serving plait apps."""
+"""Fixtures: real uvicorn servers on 127.0.0.1 (free port, background thread) serving plait apps, and
+the test OpenAI server (tests/remote/openai_server.py) as an upstream for plait's remote backends."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import pytest
 
 from plait.serve import ServerThread, create_app
+from tests.remote.openai_server import OpenAIServer
 
 
 @pytest.fixture
@@ -23,3 +25,10 @@ def serve() -> Iterator[Callable[..., ServerThread]]:
     yield start
     for s in servers:
         s.stop()
+
+
+@pytest.fixture
+def upstream() -> Iterator[OpenAIServer]:
+    """An OpenAI-compatible server with the models test-model, test-embed and test-image."""
+    with OpenAIServer() as s:
+        yield s

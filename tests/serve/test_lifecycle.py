@@ -118,7 +118,7 @@ def test_health_and_readiness_follow_warm_up(serve):
     class SlowToLoad(FakeChatModel):
         loaded = False
 
-        def load(self) -> None:  # found inside the chain and called before /ready says ready
+        def warm_up(self) -> None:  # the chain forwards warm_up to it before /ready says ready
             release.wait(10)
             SlowToLoad.loaded = True
 
@@ -137,6 +137,31 @@ def test_health_and_readiness_follow_warm_up(serve):
     broken = serve(Broken(["ok"]))
     r = _ready_status(broken.url, "starting")
     assert r.status_code == 503 and r.json()["status"] == "failed" and "/models" not in r.text
+
+
+def test_warm_up_reaches_the_embeddings_and_the_image_model_too(serve):
+    from plait.remote.openai_images import OpenAIImageModel
+    from tests.serve.apps import LetterCounts
+
+    warmed: list[str] = []
+
+    class Letters(LetterCounts):
+        def warm_up(self) -> None:
+            warmed.append("embeddings")
+
+    class Chat(FakeChatModel):
+        def warm_up(self) -> None:
+            warmed.append("chat")
+
+    server = serve(Chat(["ok"]), embeddings=Letters())
+    assert _ready_status(server.url, "starting").status_code == 200
+    assert warmed == ["chat", "embeddings"]
+    # the remote image model makes its client in warm_up: with no API key for api.openai.com that fails there
+    missing_key = OpenAIImageModel("gpt-image-1", base_url="https://api.openai.com/v1")
+    missing_key.settings.api_key = None  # as with no OPENAI_API_KEY set
+    broken = serve(Chat(["ok"]), images=missing_key)
+    r = _ready_status(broken.url, "starting")
+    assert r.status_code == 503 and r.json() == {"status": "failed", "error": "warm-up failed; see the server log"}
 
 
 def test_graceful_stop_finishes_stream_in_flight():

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.serve.apps import SquarePainter, rag_chain
+from tests.serve.apps import rag_chain
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -63,21 +63,25 @@ def test_question_streams_answer_with_sources(serve, browser):
     page.close()
 
 
-def test_images_are_shown_inline_and_api_key_is_asked_for(serve, browser):
+def test_images_are_shown_inline_and_api_key_is_asked_for(serve, browser, upstream):
     from PIL import Image
 
-    server = serve(SquarePainter(), api_key="k")
+    from plait.remote.openai_images import OpenAIImageModel
+
+    model = OpenAIImageModel("test-image", base_url=upstream.base_url, api_key=upstream.api_key, size="16x16")
+    expected = model.invoke("a red square").images[0].convert("RGB").getpixel((8, 8))
+    server = serve(model, api_key="k")
     page = browser.new_page()
     page.goto(server.url + "/")
     page.wait_for_selector("#keybar", state="visible")
     page.fill("#key", "k")
     page.click("#savekey")
-    page.wait_for_selector("#model:has-text('painter')")
+    page.wait_for_selector("#model:has-text('test-image')")
     page.fill("#question", "a red square")
     page.click("#send")
     img = page.wait_for_selector(".msg.assistant img")
     src = img.get_attribute("src")
     assert src.startswith("data:image/png;base64,")
     picture = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
-    assert picture.size == (16, 16) and picture.convert("RGB").getpixel((8, 8)) == (255, 0, 0)
+    assert picture.size == (16, 16) and picture.convert("RGB").getpixel((8, 8)) == expected
     page.close()
