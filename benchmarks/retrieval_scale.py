@@ -1,16 +1,45 @@
 """Retrieval at scale: N chunks of real text written through plait's store, then timed queries.
 
-placeholder: main() comes next.
+The chunks are sentences of SciFact's corpus (five per chunk, two chunks per document, with a
+splitter's metadata and a ``topic`` to filter on; :func:`synthetic_chunks`), written in batches
+through :class:`plait.retrievers.chroma.ChromaStore` (embedded Chroma, cosine HNSW) with the
+lexical index of :mod:`plait.retrievers.lexical` beside it (see ``open_store``: the one place
+that changes once the store opens that index itself). ``--fake-embeddings`` gives every text a
+deterministic random unit vector (384-d), so the run measures everything but the model.
+
+Figures (last line, one JSON object):
+- ``write_chunks_per_s``: chunks written through the store (Chroma + lexical), per second;
+  ``lexical_write_chunks_per_s``: the lexical index's share alone, timed inside the same run.
+- ``add_one_then_query_ms``: upsert one chunk with an unseen word, then a hybrid query that must
+  return it (median of 5).
+- ``bm25_p50_ms``, ``hybrid_p50_ms``, ``filtered_p50_ms`` (hybrid with ``{"topic": ...}``): k=10,
+  100 SciFact claims as queries.
+- ``peak_rss_mb``: the process's peak resident memory (Chroma runs in-process);
+  ``lexical_disk_mb``, ``chroma_disk_mb``: size on disk.
+- ``bigfile_speed_ratio``, ``bigfile_peak_rss_mb``: null in this phase (streaming loaders and
+  splitters come later; the 20 MB one-line file is not timed yet).
+
+Timings are wall clock on a shared machine: run with ``nice`` and expect +-30% noise.
+
+    nice python benchmarks/retrieval_scale.py --chunks 100000 --fake-embeddings
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import random
 import re
+import resource
+import shutil
+import statistics
 import sys
-from collections.abc import Iterator
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,3 +74,174 @@ def synthetic_chunks(n: int, *, seed: int = 0, data: Path = SCIFACT) -> Iterator
         meta: dict[str, object] = {"source": f"doc{d}.txt", "format": "text", "topic": TOPICS[d % len(TOPICS)],
                                    "chunk": c, "start": start, "end": end}
         yield f"d{d}-c{c}", text, meta
+
+
+def dir_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+class FakeEmbeddings:
+    """Deterministic random unit vectors (one per distinct text): everything but the model."""
+
+    dim = 384
+    max_tokens = 256
+    model_name = "fake"
+
+    def embed_array(self, texts: Sequence[str]) -> Any:
+        import numpy as np
+
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            seed = int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "little")
+            v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+            out[i] = v / np.linalg.norm(v)
+        return out
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        return self.embed_array(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+# ==== THE WIRING SWITCH ====================================================================
+# Set WIRED = True once ChromaStore opens a LexicalIndex as its lexical twin by itself; until then
+# the store is opened without its own twin and a LexicalIndex is put in its place, which is what
+# the wiring will do inside the store (every write goes to both; the bm25 and hybrid retrievers
+# search it). Nothing else in this script changes.
+WIRED = False
+
+
+def open_store(path: Path, embeddings: Any) -> tuple[Any, Path]:
+    """The store under test and the folder of its lexical index."""
+    from plait.retrievers.chroma import ChromaStore
+    from plait.retrievers.lexical import LexicalIndex
+
+    if WIRED:
+        store = ChromaStore("scale", path=path / "chroma", embeddings=embeddings)
+        lexical = store.lexical_index()
+        assert isinstance(lexical, LexicalIndex), f"the store's lexical index is a {type(lexical).__name__}"
+        assert lexical.path is not None
+        return store, lexical.path
+    store = ChromaStore("scale", path=path / "chroma", embeddings=embeddings, bm25=False)
+    store.bm25 = LexicalIndex(path / "lexical")
+    return store, path / "lexical"
+# ==== END OF THE WIRING SWITCH ===============================================================
+
+
+def write(store: Any, chunks: Iterator[tuple[str, str, dict[str, Any]]], batch: int,
+          fake: bool) -> tuple[int, float, float]:
+    """Write every chunk through the store; (chunks, seconds, seconds spent in the lexical index)."""
+    from plait.messages import Document
+
+    lexical = store.lexical_index()
+    spent = [0.0]
+    upsert = lexical.upsert
+
+    def timed(*args: Any, **kwargs: Any) -> None:
+        t = time.perf_counter()
+        try:
+            upsert(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - t
+
+    lexical.upsert = timed
+    n, t0 = 0, time.perf_counter()
+    docs: list[Document] = []
+    for cid, text, meta in chunks:
+        docs.append(Document(id=cid, content=text, metadata=meta))
+        if len(docs) == batch:
+            store.upsert(docs, embeddings=store.embeddings.embed_array([d.content for d in docs]) if fake else None)
+            n += len(docs)
+            docs = []
+            if n % (batch * 10) == 0:
+                print(f"  {n} chunks, {n / (time.perf_counter() - t0):.0f}/s", flush=True)
+    if docs:
+        store.upsert(docs, embeddings=store.embeddings.embed_array([d.content for d in docs]) if fake else None)
+        n += len(docs)
+    seconds = time.perf_counter() - t0
+    del lexical.upsert  # the bound method again
+    return n, seconds, spent[0]
+
+
+def p50(fn: Any, queries: Sequence[str]) -> float:
+    times = []
+    for q in queries:
+        t = time.perf_counter()
+        fn(q)
+        times.append((time.perf_counter() - t) * 1000)
+    return round(statistics.median(times), 2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--chunks", type=int, default=100_000)
+    ap.add_argument("--fake-embeddings", action="store_true", help="random unit vectors instead of the model")
+    ap.add_argument("--batch", type=int, default=2000, help="chunks per store write (default %(default)s)")
+    ap.add_argument("--data", type=Path, default=SCIFACT)
+    ap.add_argument("--keep", type=Path, default=None, help="write the store here and keep it (default: a temp dir)")
+    args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from retrieval_scifact import load_beir
+
+    embeddings: Any = FakeEmbeddings()
+    if not args.fake_embeddings:
+        from plait.local_models.embeddings.sentence_transformer import SentenceTransformerEmbeddings
+
+        embeddings = SentenceTransformerEmbeddings()
+        embeddings.embed_query("warm up")
+    _, queries, qrels = load_beir(args.data)
+    claims = [queries[q] for q in list(qrels)[:100]]
+    tmp = args.keep or Path(tempfile.mkdtemp(prefix="plait-scale-"))
+    out: dict[str, Any] = {"chunks": args.chunks, "fake_embeddings": args.fake_embeddings, "wired": WIRED}
+    try:
+        store, lexical_dir = open_store(tmp, embeddings)
+        print(f"writing {args.chunks} chunks in batches of {args.batch} ...", flush=True)
+        n, seconds, lexical_s = write(store, synthetic_chunks(args.chunks, data=args.data), args.batch,
+                                      args.fake_embeddings)
+        out.update(write_chunks_per_s=round(n / seconds, 1), write_seconds=round(seconds, 1),
+                   lexical_write_chunks_per_s=round(n / lexical_s, 1) if lexical_s else None)
+        bm25 = store.as_retriever("bm25", k=10)
+        hybrid = store.as_retriever("hybrid", k=10)
+        filtered = store.as_retriever("hybrid", k=10, filter={"topic": TOPICS[3]})
+        for r in (bm25, hybrid, filtered):
+            r.invoke(claims[0])  # first-use costs (the HNSW index load) are not query latency
+        out["bm25_p50_ms"] = p50(bm25.invoke, claims)
+        out["hybrid_p50_ms"] = p50(hybrid.invoke, claims)
+        out["filtered_p50_ms"] = p50(filtered.invoke, claims)
+        got = filtered.invoke(claims[1])
+        assert got and all(d.metadata["topic"] == TOPICS[3] for d in got), "the filter leaked"
+        added = []
+        from plait.messages import Document
+
+        for j in range(5):
+            word = f"zqx{j}vortexa"
+            doc = Document(id=f"added-{j}", content=f"A new note on {word} and telomerase.",
+                           metadata={"source": f"added{j}.txt", "format": "text", "topic": TOPICS[0]})
+            t = time.perf_counter()
+            store.upsert([doc], embeddings=embeddings.embed_array([doc.content]))
+            found = [d.id for d in hybrid.invoke(f"{word} telomerase")]
+            added.append((time.perf_counter() - t) * 1000)
+            assert doc.id in found, f"the chunk just written was not found: {found}"
+        out["add_one_then_query_ms"] = round(statistics.median(added), 1)
+        out["peak_rss_mb"] = round(peak_rss_mb())
+        out["lexical_disk_mb"] = round(dir_mb(lexical_dir), 1)
+        out["chroma_disk_mb"] = round(dir_mb(tmp / "chroma"), 1)
+        out["bigfile_speed_ratio"] = None
+        out["bigfile_peak_rss_mb"] = None
+        out["bigfile_note"] = "not timed in this phase: streaming loaders/splitters come next"
+    finally:
+        if args.keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    for key, value in out.items():
+        print(f"{key:28}{value}")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -207,20 +207,27 @@ class LexicalIndex:
             self._stamp = None
 
     # --- reading passages ------------------------------------------------------------------------
-    def _passage(self, searcher: Any, address: Any) -> Passage:
+    def _passage(self, searcher: Any, address: Any, texts: bool = True, tokens: bool = True) -> Passage:
+        """A stored passage; ``texts``/``tokens`` False leave its chunks' texts/tokens empty (faster)."""
         stored = searcher.doc(address)
-        data = json.loads(stored["data"][0])
-        return Passage(stored["pid"][0], data["doc"], [Member(*m) for m in data["members"]])
+        info = json.loads(stored["info"][0])
+        n = len(info["m"])
+        words = json.loads(stored["tokens"][0]) if tokens and n > 1 else [""] * n
+        text = json.loads(stored["texts"][0]) if texts else [""] * n
+        members = [Member(i, o, t, m, w) for (i, o, m), t, w in zip(info["m"], text, words, strict=True)]
+        return Passage(stored["pid"][0], info["doc"], members)
 
-    def _passages(self, searcher: Any, field: str, values: Sequence[Any], limit: int) -> list[Passage]:
+    def _passages(self, searcher: Any, field: str, values: Sequence[Any], limit: int,
+                  texts: bool = True) -> list[Passage]:
         import tantivy as T
 
         if not values or limit < 1:
             return []
         query = T.Query.term_set_query(self._schema, field, list(values))
-        return [self._passage(searcher, a) for _, a in searcher.search(query, limit, count=False).hits]
+        hits = searcher.search(query, limit, count=False).hits
+        return [self._passage(searcher, a, texts=texts, tokens=texts) for _, a in hits]
 
-    def _members(self, ids: Sequence[str]) -> dict[str, Member]:
+    def _members(self, ids: Sequence[str], texts: bool = True) -> dict[str, Member]:
         with self._lock:
             searcher = self._searcher()
             wanted = set(ids)
@@ -228,7 +235,7 @@ class LexicalIndex:
             out: dict[str, Member] = {}
             for start in range(0, len(unique), 1000):
                 part = unique[start:start + 1000]
-                for p in self._passages(searcher, "chunk", part, len(part)):
+                for p in self._passages(searcher, "chunk", part, len(part), texts=texts):
                     out.update((m.id, m) for m in p.members if m.id in wanted)
             return out
 
@@ -360,7 +367,11 @@ class LexicalIndex:
                 own = indexable({k: v for k, v in m.metadata.items() if k in CHUNK_KEYS})
                 if own:
                     d.add_json("m", own)
-            d.add_bytes("data", json.dumps({"doc": doc, "members": [list(m) for m in run]}).encode("utf-8"))
+            info = {"doc": doc, "m": [[m.id, m.order, m.metadata] for m in run]}
+            d.add_bytes("info", json.dumps(info).encode("utf-8"))
+            d.add_bytes("texts", json.dumps([m.text for m in run]).encode("utf-8"))
+            if len(run) > 1:
+                d.add_bytes("tokens", json.dumps([m.tokens for m in run]).encode("utf-8"))
             writer.add_document(d)
             self.passages_written += 1
 
@@ -392,7 +403,7 @@ class LexicalIndex:
 
     def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The metadata of these chunk ids (ids not in the index are left out)."""
-        return {i: m.metadata for i, m in self._members(ids).items()}
+        return {i: m.metadata for i, m in self._members(ids, texts=False).items()}
 
     def hits(self, query: str, k: int = 4, filter: Filter | None = None) -> list[Hit]:
         """The best ``k`` passages for ``query``, each as its best chunk (id, passage score, metadata)."""
@@ -416,7 +427,7 @@ class LexicalIndex:
             while len(out) < k:  # more than one round only when the chunk-level check drops passages
                 found = searcher.search(q, limit, count=False, offset=offset).hits
                 for score, address in found:
-                    members = self._passage(searcher, address).members
+                    members = self._passage(searcher, address, texts=False).members
                     if filter:
                         members = [m for m in members if matches(m.metadata, filter)]
                     if members:

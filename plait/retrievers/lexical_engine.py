@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,7 +19,7 @@ from typing import Any, NamedTuple
 from plait.retrievers.base import CHUNK_KEYS, Filter, document_key
 
 TOKENIZER = "plait_en"
-FORMAT = 1  # the passage layout below; another one needs a new folder
+FORMAT = 2  # the passage layout below; another one needs a new folder
 K1, B = 1.2, 0.75  # tantivy's BM25 parameters, used again to pick a passage's best chunk
 _MAX_VALUE_CHARS = 1000  # longer string metadata is stored but not indexed for filters
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -62,7 +63,9 @@ def schema() -> Any:
     sb.add_unsigned_field("n", fast=True)
     sb.add_text_field("body", tokenizer_name=TOKENIZER, index_option="freq")
     sb.add_json_field("m", fast=True, tokenizer_name="raw", index_option="basic")
-    sb.add_bytes_field("data", stored=True, indexed=False)
+    # stored, as JSON: {"doc", "m": [[id, order, metadata] per chunk]}, the chunks' texts, their tokens
+    for name in ("info", "texts", "tokens"):  # apart, so that each read parses only what it needs
+        sb.add_bytes_field(name, stored=True, indexed=False)
     return sb.build()
 
 
@@ -129,17 +132,18 @@ class ChunkScorer:
         n = max(1, searcher.num_docs)
         self.idf = {t: math.log(1 + (n - df + 0.5) / (df + 0.5))
                     for t in set(tokens) for df in [searcher.doc_freq("body", t)]}
+        # the query's terms as whole words of a space-separated token string, found in one scan
+        terms = "|".join(re.escape(t) for t in sorted(self.idf, key=len, reverse=True))
+        self.pattern = re.compile(f"(?<= )(?:{terms})(?= )")
 
     def best(self, members: list[Member]) -> Member:
         if len(members) == 1:
             return members[0]
-        words = [f" {m.tokens} " for m in members]
-        lengths = [w.count(" ") - 1 for w in words]
+        counts = [Counter(self.pattern.findall(f" {m.tokens} ")) for m in members]
+        lengths = [m.tokens.count(" ") + 1 for m in members]
         avg = max(1.0, sum(lengths) / len(lengths))
-        scores = []
-        for w, n in zip(words, lengths, strict=True):
-            tfs = [(idf, w.count(f" {t} ")) for t, idf in self.idf.items()]
-            scores.append(sum(idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * n / avg)) for idf, tf in tfs if tf))
+        scores = [sum(self.idf[t] * tf * (K1 + 1) / (tf + K1 * (1 - B + B * n / avg)) for t, tf in c.items())
+                  for c, n in zip(counts, lengths, strict=True)]
         return members[max(range(len(members)), key=lambda i: (scores[i], -i))]
 
 
