@@ -1,4 +1,7 @@
-"""The ``plait ingest | ask | chat | demo`` commands, run in-process (and --help in a subprocess)."""
+"""The ``plait ingest | ask | chat | demo`` commands, run in-process (and --help in a subprocess).
+
+The other commands, and every error, are tested through the real command line in ``tests/cli/``.
+"""
 
 from __future__ import annotations
 
@@ -37,8 +40,9 @@ def test_ingest_reports_progress_and_skipped_files(ingested, capsys):
     assert main(["ingest", str(ingested), "--collection", "cli-notes"]) == 0  # incremental: nothing new
     captured = capsys.readouterr()
     assert "2 unchanged" in captured.out
-    assert "file" in captured.err  # the progress bar goes to stderr
+    assert "files:" not in captured.err  # progress bars only on a terminal (stderr is captured here)
     assert main(["ingest", str(ingested / "missing"), "--collection", "cli-notes"]) == 2
+    assert "error: no such file or folder" in capsys.readouterr().err
 
 
 @pytest.mark.integration

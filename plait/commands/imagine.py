@@ -78,6 +78,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the saved paths and parameters as JSON")
 
 
+def enlargement(drawn: tuple[int, int], size: int | None, scale: int | None) -> int:
+    """How many times to enlarge an image drawn at ``drawn``: ``scale`` if given, else the smallest whole
+    factor that makes its longer side at least ``size`` (1 for ``size`` None: native)."""
+    if scale:
+        return scale
+    return max(1, math.ceil(size / max(drawn))) if size else 1
+
+
 def _bar(step: int, total: int, started: float, width: int = 30) -> str:
     done = int(width * step / max(total, 1))
     return f"\r[{'#' * done}{'.' * (width - done)}] step {step}/{total}  {time.perf_counter() - started:5.1f}s"
@@ -161,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     if result is None:
         raise CLIError("the model returned no image")
     drawn = result.images[0].size
-    factor = args.scale or (max(1, math.ceil(size / max(drawn))) if size else 1)
+    factor = enlargement(drawn, size, args.scale)
     if factor > 1:
         from PIL import Image
 
@@ -177,8 +185,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"paths": paths, "drawn": list(drawn), "saved": list(result.images[0].size),
                           "parameters": shown, "seconds": round(seconds, 2)}, indent=2))
         return 0
-    enlarged = (f", drawn at {drawn[0]}x{drawn[1]} and enlarged {factor}x (--size native keeps it)"
-                if factor > 1 else "")
+    enlarged = f", enlarged {factor}x from {drawn[0]}x{drawn[1]}" if factor > 1 else ""
     print(f"wrote {', '.join(paths)}  ({result.images[0].width}x{result.images[0].height}{enlarged}; seed {p['seed']}, "
           f"{p['steps']} steps, {p['scheduler_class']}, guidance {p['guidance_scale']}, {seconds:.1f}s)")
     return 0
