@@ -150,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --host {args.host} is reachable from other machines; set an API key with --api-key "
               f"or ${API_KEY_ENV} (clients then send 'Authorization: Bearer KEY')", file=sys.stderr)
         return 2
+    from plait.commands._checks import check_port
+
+    check_port(args.host, args.port)  # a busy port fails here, before the model loads and "serving" is printed
     app = build_app(args, api_key)
 
     from plait.serve import run_server
