@@ -10,16 +10,18 @@ stderr, with exit code 2 for a wrong command line and 1 otherwise (see
 
 Quiet by default: the libraries' loading bars and warnings are off (``HF_HUB_DISABLE_PROGRESS_BARS=1``,
 ``TRANSFORMERS_VERBOSITY=error``, pypdf's warnings; set those variables to have them back), and
-progress bars are drawn only when stderr is a terminal.
+progress bars are drawn only when stderr is a terminal (else ``TQDM_DISABLE=1``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
 # name -> (module, one-line help). A static table, not a registry: read it to see every command.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -61,12 +63,31 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_libraries() -> None:
-    """No loading bars or library warnings unless asked for (an environment variable already set wins)."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" bar too
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # e.g. "loss_type=None was set in the config"
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.getLogger("pypdf").setLevel(logging.ERROR)  # "invalid pdf header": the file is reported as skipped
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """No loading bars or library warnings unless asked for (an environment variable already set wins).
+
+    The environment is put back afterwards, so running ``main()`` in-process leaves no trace.
+    """
+    quiet = {
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' "Loading weights" bar too
+        "TRANSFORMERS_VERBOSITY": "error",  # e.g. "loss_type=None was set in the config but it is unrecognised"
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    if not sys.stderr.isatty():  # bars that libraries draw without a switch (e.g. GGUF conversion)
+        quiet["TQDM_DISABLE"] = "1"
+    added = [k for k in quiet if k not in os.environ]
+    for key in added:
+        os.environ[key] = quiet[key]
+    pypdf = logging.getLogger("pypdf")
+    level = pypdf.level
+    pypdf.setLevel(logging.ERROR)  # "invalid pdf header": the file is reported as skipped anyway
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+        pypdf.setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    quiet_libraries()
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
-        return int(module.run(args) or 0)
+        with quiet_libraries():
+            return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `plait logs -n 0 | head`: the reader left; say nothing more
