@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+MODEL_HELP = ("--model takes a spec (local, local:PATH_OR_ID, openai:MODEL) or an alias; without it the config's "
+              "default is used (plait config set model SPEC), else local. Aliases: plait config set aliases.NAME "
+              "SPEC; per-model options: plait config set options.SPEC.temperature 0.2; the openai key: --api-key, "
+              "$OPENAI_API_KEY or plait keys set openai. plait models shows what each resolves to.")
+
 
 def add_log_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-log``; also ends the help with how ``--model`` is resolved (ask and chat take both)."""
+    parser.epilog = MODEL_HELP
     parser.add_argument("--no-log", action="store_true",
                         help="do not add the prompt and answer to the log (plait logs; "
                              "`plait config set log false` turns it off for good)")
