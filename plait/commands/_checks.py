@@ -96,11 +96,31 @@ def check_path_or_hub_id(spec: str, what: str, flag: str) -> None:
     if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", spec):
         raise UsageError(f"{spec!r} is neither an existing file or folder nor a Hugging Face id like 'org/name'; "
                          f"check {flag}")
-    if hub_offline() and spec not in cached_hub_models():
+    if spec in cached_hub_models():
+        return
+    if hub_offline():
         raise CLIError(f"{spec!r} is not a file or folder here, and not in the Hugging Face cache "
                        f"({hub_cache_dir()}); downloads are off (HF_HUB_OFFLINE). Give a model folder or "
                        f"file, or download it first (hf download {spec}); `plait models` lists "
                        "what is installed")
+    _check_on_hub(spec, flag)
+
+
+def _check_on_hub(spec: str, flag: str) -> None:
+    """Ask the hub (metadata only, seconds) whether a model it would download exists at all."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        HfApi().model_info(spec, timeout=10)
+    except GatedRepoError:
+        return  # it exists; the download will say what access it needs
+    except RepositoryNotFoundError:
+        raise CLIError(f"{spec!r} is not a file or folder here, nor a model on the Hugging Face hub; "
+                       f"check {flag} (`plait models` lists what is installed)") from None
+    except Exception as e:  # no network, a proxy, the hub down
+        raise CLIError(f"{spec!r} is not a file or folder here, not in the Hugging Face cache, and the hub "
+                       f"cannot be reached ({type(e).__name__}: {e}); check {flag} or the network") from None
 
 
 def resolve_chat_model(args: argparse.Namespace) -> str:
@@ -176,10 +196,10 @@ def check_reachable(url: str, flag: str, timeout: float = 5.0) -> None:
 # --- collections ---------------------------------------------------------------------------------
 def open_store(collection: str, store: str | None = None) -> Any:
     """The ``ChromaStore`` for ``collection`` (nothing is created yet); a bad name is a usage error."""
-    from plait.retrievers.chroma import ChromaStore
+    from plait.defaults import default_store
 
     try:
-        return ChromaStore(collection, path=store) if store else ChromaStore(collection)
+        return default_store(collection, path=store)
     except ValueError as e:
         raise UsageError(f"{e} (Chroma's rules for collection names)") from None
 

@@ -23,6 +23,10 @@ def test_local_model_that_is_not_there(tmp_path):
     assert_clean_error(r, "'nosuch'", "not in the Hugging Face cache", "plait models", code=1)
     r = plait(tmp_path, "ask", "What is plait?", "--model", f"local:{tmp_path}/missing.gguf")
     assert_clean_error(r, "no such file or folder", "--model", code=1)
+    # downloads allowed, but the hub (here: a port nothing listens on) cannot be asked
+    r = plait(tmp_path, "ask", "What is plait?", "--model", "local:nosuch",
+              env={"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{_free_port()}"})
+    assert_clean_error(r, "'nosuch'", "hub cannot be reached", "--model", code=1)
 
 
 def test_openai_model_without_a_key(tmp_path):
@@ -30,10 +34,15 @@ def test_openai_model_without_a_key(tmp_path):
     assert_clean_error(r, "--api-key", "OPENAI_API_KEY", "plait keys set openai", "--base-url", code=1)
 
 
-def test_unreachable_base_url(tmp_path):
-    with socket.socket() as s:  # a port nothing listens on
+def _free_port() -> int:
+    """A port nothing listens on."""
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_base_url(tmp_path):
+    port = _free_port()
     r = plait(tmp_path, "ask", "What is plait?", "--model", "openai:some-model", "--base-url",
               f"http://127.0.0.1:{port}/v1")
     assert_clean_error(r, f"cannot reach http://127.0.0.1:{port}/v1", "--base-url", code=1)
