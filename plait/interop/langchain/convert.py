@@ -1,32 +1,16 @@
-"""LangChain interop: use plait steps inside LangChain chains and LangChain runnables inside plait.
-
-- :func:`to_langchain` wraps a plait Runnable as a ``langchain_core`` Runnable (a retriever as a
-  ``BaseRetriever`` with ``as_retriever=True``). Inputs are converted from LangChain types,
-  outputs to LangChain types: an AssistantMessage becomes an ``AIMessage``, a streamed
-  AssistantChunk an ``AIMessageChunk``, a Document a LangChain ``Document``.
-- :func:`from_langchain` wraps any LangChain Runnable (chat model, retriever, prompt, chain) as a
-  plait Runnable, converting the other way.
-- ``invoke``, ``ainvoke``, ``stream`` and ``astream`` all cross the boundary: tokens stream
-  through as they are produced, in both directions.
+"""Conversions between plait values and LangChain values: messages, chunks, documents, prompt values.
 
 Conversions are lossless: ``from_lc_message(to_lc_message(m)) == m`` for every plait message
 (tool calls, usage, finish reason, model id included) and ``from_lc_document(to_lc_document(d))
 == d`` (plait's ``score``, which LangChain documents lack, travels in ``metadata["_score"]``).
 
-Example::
-
-    from langchain_core.output_parsers import StrOutputParser
-    from langchain_core.prompts import ChatPromptTemplate
-    from plait.interop.langchain import to_langchain
-
-    lc_chain = ChatPromptTemplate.from_template("{q}") | to_langchain(plait_model) | StrOutputParser()
-    for token in lc_chain.stream({"q": "hi"}):
-        print(token, end="")
+plait messages carry text only: a LangChain message whose content holds an image, audio, video or
+file block is refused with an error (text blocks are joined; tool-use and reasoning blocks are
+dropped, the tool calls travel in ``tool_calls``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from plait.defaults import require
@@ -44,23 +28,25 @@ from plait.messages import (
     Usage,
     UserMessage,
 )
-from plait.runnable import Runnable
 
 require("langchain_core", "langchain", "langchain-core")
 
 from langchain_core import documents as lc_documents  # noqa: E402
 from langchain_core import messages as lc  # noqa: E402
 from langchain_core import prompt_values as lc_prompt_values  # noqa: E402
-from langchain_core.callbacks import CallbackManagerForRetrieverRun  # noqa: E402
-from langchain_core.retrievers import BaseRetriever  # noqa: E402
-from langchain_core.runnables import Runnable as LCRunnable  # noqa: E402
-from langchain_core.runnables import RunnableConfig  # noqa: E402
 
 _SCORE = "_score"
 
 
 # --- messages ---------------------------------------------------------------------------------
+# Content blocks that carry no text plait must keep: tool calls travel in ``tool_calls``, reasoning is the
+# provider's own (Anthropic thinking, OpenAI reasoning summaries).
+_SKIPPED_BLOCKS = {"tool_use", "tool_call", "tool_call_chunk", "server_tool_call", "server_tool_result",
+                   "thinking", "redacted_thinking", "reasoning", "non_standard"}
+
+
 def _text(content: Any) -> str:
+    """The text of a LangChain message's content (a string or a list of content blocks)."""
     if isinstance(content, str):
         return content
     parts = []
@@ -69,6 +55,12 @@ def _text(content: Any) -> str:
             parts.append(part)
         elif isinstance(part, dict) and part.get("type") == "text":
             parts.append(str(part.get("text", "")))
+        elif isinstance(part, dict) and part.get("type") in _SKIPPED_BLOCKS:
+            continue
+        else:
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            raise ValueError(f"plait chat models take text only; this message has a {kind!r} content block. "
+                             "Describe the image or file in text, or use a multimodal LangChain model for it.")
     return "".join(parts)
 
 
@@ -211,127 +203,3 @@ def from_lc(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: from_lc(v) for k, v in value.items()}
     return value
-
-
-# --- plait inside LangChain -------------------------------------------------------------------
-class PlaitRunnable(LCRunnable[Any, Any]):
-    """A plait Runnable as a LangChain Runnable (made by :func:`to_langchain`)."""
-
-    def __init__(self, runnable: Runnable[Any, Any], name: str | None = None) -> None:
-        self.runnable = runnable
-        self.name = name or runnable.get_name()
-
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return self._call_with_config(lambda x: to_lc(self.runnable.invoke(from_lc(x), **kwargs)), input, config)
-
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        async def call(x: Any) -> Any:
-            return to_lc(await self.runnable.ainvoke(from_lc(x), **kwargs))
-
-        return await self._acall_with_config(call, input, config)
-
-    def _stream(self, inputs: Iterator[Any], **kwargs: Any) -> Iterator[Any]:
-        def plait_inputs() -> Iterator[Any]:
-            for x in inputs:
-                yield from_lc(x)
-
-        for chunk in self.runnable.transform(plait_inputs(), **kwargs):
-            yield to_lc(chunk)
-
-    async def _astream(self, inputs: AsyncIterator[Any], **kwargs: Any) -> AsyncIterator[Any]:
-        async def plait_inputs() -> AsyncIterator[Any]:
-            async for x in inputs:
-                yield from_lc(x)
-
-        async for chunk in self.runnable.atransform(plait_inputs(), **kwargs):
-            yield to_lc(chunk)
-
-    def transform(self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        yield from self._transform_stream_with_config(input, lambda it: self._stream(it, **kwargs), config)
-
-    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        yield from self.transform(iter([input]), config, **kwargs)
-
-    async def atransform(self, input: AsyncIterator[Any], config: RunnableConfig | None = None,
-                         **kwargs: Any) -> AsyncIterator[Any]:
-        async for chunk in self._atransform_stream_with_config(input, lambda it: self._astream(it, **kwargs),
-                                                               config):
-            yield chunk
-
-    async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
-        async def one() -> AsyncIterator[Any]:
-            yield input
-
-        async for chunk in self.atransform(one(), config, **kwargs):
-            yield chunk
-
-
-class PlaitRetriever(BaseRetriever):
-    """A plait retriever (query -> Documents) as a LangChain ``BaseRetriever``."""
-
-    runnable: Any
-
-    def _get_relevant_documents(self, query: str, *,
-                                run_manager: CallbackManagerForRetrieverRun) -> list[lc_documents.Document]:
-        return [to_lc_document(d) for d in self.runnable.invoke(query)]
-
-    async def _aget_relevant_documents(self, query: str, *, run_manager: Any) -> list[lc_documents.Document]:
-        return [to_lc_document(d) for d in await self.runnable.ainvoke(query)]
-
-
-def to_langchain(runnable: Runnable[Any, Any], *, as_retriever: bool = False) -> LCRunnable[Any, Any]:
-    """Wrap a plait Runnable for use in LangChain (as a ``BaseRetriever`` with ``as_retriever=True``)."""
-    if not isinstance(runnable, Runnable):
-        raise TypeError(f"to_langchain takes a plait Runnable, got {type(runnable).__name__}")
-    if as_retriever:
-        return PlaitRetriever(runnable=runnable)
-    return PlaitRunnable(runnable)
-
-
-# --- LangChain inside plait -------------------------------------------------------------------
-class LangChainRunnable(Runnable[Any, Any]):
-    """A LangChain Runnable as a plait Runnable (made by :func:`from_langchain`)."""
-
-    def __init__(self, runnable: LCRunnable[Any, Any]) -> None:
-        self.runnable = runnable
-        self.name = getattr(runnable, "name", None) or type(runnable).__name__
-
-    def __repr__(self) -> str:
-        return f"LangChainRunnable({self.name})"
-
-    def invoke(self, input: Any, **kwargs: Any) -> Any:
-        return from_lc(self.runnable.invoke(to_lc(input), **kwargs))
-
-    async def ainvoke(self, input: Any, **kwargs: Any) -> Any:
-        return from_lc(await self.runnable.ainvoke(to_lc(input), **kwargs))
-
-    def stream(self, input: Any, **kwargs: Any) -> Iterator[Any]:
-        for chunk in self.runnable.stream(to_lc(input), **kwargs):
-            yield from_lc(chunk)
-
-    async def astream(self, input: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        async for chunk in self.runnable.astream(to_lc(input), **kwargs):
-            yield from_lc(chunk)
-
-    def transform(self, inputs: Iterator[Any], **kwargs: Any) -> Iterator[Any]:
-        def lc_inputs() -> Iterator[Any]:
-            for x in inputs:
-                yield to_lc(x)
-
-        for chunk in self.runnable.transform(lc_inputs(), **kwargs):
-            yield from_lc(chunk)
-
-    async def atransform(self, inputs: AsyncIterator[Any], **kwargs: Any) -> AsyncIterator[Any]:
-        async def lc_inputs() -> AsyncIterator[Any]:
-            async for x in inputs:
-                yield to_lc(x)
-
-        async for chunk in self.runnable.atransform(lc_inputs(), **kwargs):
-            yield from_lc(chunk)
-
-
-def from_langchain(runnable: LCRunnable[Any, Any]) -> LangChainRunnable:
-    """Wrap a LangChain Runnable (chat model, retriever, prompt, chain) for use in plait."""
-    if not isinstance(runnable, LCRunnable):
-        raise TypeError(f"from_langchain takes a langchain_core Runnable, got {type(runnable).__name__}")
-    return LangChainRunnable(runnable)
