@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any, TextIO
 
-DEFAULT_COLLECTION = "default"
-#: Dense (cosine) similarity the best passage needs before the RAG chain answers at all.
-#: all-MiniLM-L6-v2 gives unrelated text about 0.0-0.2 and on-topic text 0.35 and up.
-DEFAULT_MIN_SIMILARITY = 0.3
+from plait.defaults import DEFAULT_COLLECTION, DEFAULT_MIN_SIMILARITY
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -54,19 +50,16 @@ def make_model(args: argparse.Namespace) -> Any:
 
 
 def open_store(args: argparse.Namespace) -> Any:
-    from plait.retrievers.chroma import ChromaStore
+    from plait.defaults import default_store
 
-    return ChromaStore(args.collection, path=args.store) if args.store else ChromaStore(args.collection)
+    return default_store(args.collection, path=args.store)
 
 
 def make_retriever(store: Any, k: int, min_similarity: float) -> Any:
     """Hybrid retrieval (dense + BM25), gated by dense similarity so off-topic questions get no passages."""
-    from plait.chains.rag import RelevanceGate
+    from plait.defaults import default_retriever
 
-    hybrid = store.as_retriever(k=k)
-    if min_similarity <= 0:
-        return hybrid
-    return RelevanceGate(hybrid, store.as_retriever("dense", k=1), min_similarity)
+    return default_retriever(store=store, k=k, min_similarity=min_similarity)
 
 
 def model_options(args: argparse.Namespace, default_max_tokens: int = 96) -> dict[str, Any]:
@@ -83,13 +76,9 @@ def model_options(args: argparse.Namespace, default_max_tokens: int = 96) -> dic
 
 def short_source(path: str | None) -> str:
     """A source path relative to the current folder when it is inside it."""
-    if not path:
-        return "unknown source"
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
+    from plait.chains.citations import short_path
+
+    return short_path(path) if path else "unknown source"
 
 
 def print_sources(result: Any, out: TextIO | None = None) -> None:
@@ -103,11 +92,6 @@ def print_sources(result: Any, out: TextIO | None = None) -> None:
     print(f"\nSources{how}:", file=out)
     for s in result.sources:
         mark = "*" if s.number in cited else " "
-        where = [short_source(s.source)]
-        if s.page is not None:
-            where.append(f"page {s.page}")
-        if s.start is not None and s.end is not None:
-            where.append(f"chars {s.start}-{s.end}")
-        print(f" {mark}[{s.number}] {', '.join(where)}", file=out)
+        print(f" {mark}{s.label(relative=True)}", file=out)
     if not cited:
         print("  (no passage was cited)", file=out)

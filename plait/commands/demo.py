@@ -52,10 +52,9 @@ def _section(title: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plait.chains.rag import RAGChain, RelevanceGate
+    from plait.chains.rag import RAGChain
     from plait.commands._common import make_model, model_options, print_sources
-    from plait.defaults import data_dir
-    from plait.retrievers.chroma import ChromaStore
+    from plait.defaults import chroma_dir, data_dir, default_retriever, default_store
     from plait.retrievers.indexing import ingest
 
     t_start = time.perf_counter()
@@ -63,15 +62,15 @@ def run(args: argparse.Namespace) -> int:
     paths = [p for p in (root / "README.md", root / "docs") if p.exists()]
 
     _section(f"1. Ingesting {', '.join(str(p.relative_to(root)) for p in paths)} "
-             f"into collection {args.collection!r} ({data_dir() / 'chroma'})")
-    store = ChromaStore(args.collection)
-    report = ingest(paths, store=store, glob=["**/*.md"], delete_missing=True)
+             f"into collection {args.collection!r} ({chroma_dir()})")
+    store = default_store(args.collection)
+    report = ingest(paths, store=store, glob=["**/*.md"], delete_missing=True, progress=sys.stderr.isatty())
     print(report.summary(), flush=True)
 
     _section(f"2. Answering questions with {args.model} (retrieval: hybrid dense + BM25, gated by "
              f"similarity {DEFAULT_MIN_SIMILARITY})")
     model = make_model(args)
-    retriever = RelevanceGate(store.as_retriever(k=3), store.as_retriever("dense", k=1), DEFAULT_MIN_SIMILARITY)
+    retriever = default_retriever(store=store, k=3, min_similarity=DEFAULT_MIN_SIMILARITY)
     chain = RAGChain(retriever, model, k=3, model_options=model_options(args))
     runnable = chain.with_tracing() if args.trace else chain
     tokens = 0

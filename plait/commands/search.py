@@ -24,8 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from plait.chains.citations import Source
     from plait.commands._checks import UsageError, require_collection, require_text
-    from plait.commands._common import short_source
 
     query = require_text(" ".join(args.query), "query", 'plait search "install from a wheel" --collection docs')
     if args.k < 1:
@@ -40,14 +40,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"no passages in {args.collection!r} match {query!r}")
         return 0
     for i, d in enumerate(docs, 1):
-        m = d.metadata
-        where = [short_source(m.get("source"))]
-        if m.get("page") is not None:
-            where.append(f"page {m['page']}")
-        if m.get("start") is not None and m.get("end") is not None:
-            where.append(f"chars {m['start']}-{m['end']}")
         score = f"{d.score:.3f}" if d.score is not None else "-"
         text = " ".join(d.content.split())
         text = text if len(text) <= args.chars else text[:args.chars - 3] + "..."
-        print(f"[{i}] {score}  {', '.join(where)}\n    {text}")
+        print(f"{Source.from_document(i, d).label(relative=True)}  {score}\n    {text}")
     return 0

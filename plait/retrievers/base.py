@@ -1,10 +1,23 @@
-"""The retriever contract and the metadata-filter language shared by every backend.
+"""The retriever contract, the document keys fusion uses, and the metadata-filter language.
 
-Contract: a retriever is a ``Runnable[str, list[Document]]``. A subclass implements
-``_retrieve(query, k, filter)`` returning at most ``k`` documents, best first, each with
-``Document.score`` set (higher is better) and the chunk metadata the store holds (``source``,
-``page``, ``chunk``, ``start``, ``end`` for ingested files). The base class handles per-call
-overrides (``retriever.invoke(q, k=10, filter={...})``) and the score threshold.
+Contract: a retriever is a ``Runnable[str, list[Document]]`` that implements one method,
+
+- ``hits(query, *, k, filter) -> list[Hit]``: the best ``k`` candidates, best first, each a
+  :class:`Hit` (chunk id, score where higher is better, the chunk metadata the store holds:
+  ``source``, ``page``, ``chunk``, ``start``, ``end`` for ingested files), with no score
+  threshold applied. A hit carries its :class:`Document` when the backend had it at hand; else
+- ``load(ids) -> list[Document]`` fetches the documents of hits returned without one (in the
+  order given, missing ids left out). Only backends that return such hits implement it.
+
+The base class turns hits into documents (``invoke``), handles per-call overrides
+(``retriever.invoke(q, k=10, filter={...})``) and the score threshold. Retrievers that combine
+others (hybrid fusion, multi-query, the relevance gate) call their parts' ``hits`` and ``load``,
+so only the chunks they keep are ever loaded. :func:`to_retriever` makes any Runnable or function
+from a query to documents a Retriever.
+
+Two keys tell hits apart: a chunk's id (:func:`document_id` gives stored chunks without one a
+stable content hash), and :func:`document_key`, which groups the chunks a splitter made from one
+document.
 
 Filters use Chroma's ``where`` language, so one filter works on every backend::
 
@@ -18,12 +31,14 @@ A dict with several keys means all of them (it is turned into ``$and`` for Chrom
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from plait.messages import Document
-from plait.runnable import Runnable
+from plait.runnable import Runnable, coerce
 
 Filter = Mapping[str, Any]
 
@@ -125,18 +140,35 @@ def document_key(chunk_id: str, metadata: Mapping[str, Any]) -> Hashable:
     return key
 
 
+def document_id(doc: Document) -> str:
+    """The chunk's id, else a stable hash of its content and metadata (the id a store gives it)."""
+    if doc.id:
+        return doc.id
+    payload = json.dumps([doc.content, doc.metadata], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
 class Hit(NamedTuple):
-    """A scored candidate for fusion: the chunk's id, score and metadata, and the whole document
-    when the backend had it at hand (else ``None``: :meth:`Retriever._load` fetches it)."""
+    """A scored candidate: the chunk's id, score and metadata, and the whole document when the
+    backend had it at hand (else ``None``: the retriever's :meth:`Retriever.load` fetches it)."""
 
     id: str
     score: float
     metadata: Mapping[str, Any]
     document: Document | None = None
 
+    @classmethod
+    def of(cls, doc: Document, score: float | None = None) -> Hit:
+        """A document as a hit (its id, or :func:`document_id` when it has none)."""
+        s = score if score is not None else doc.score
+        return cls(document_id(doc), s if s is not None else 0.0, doc.metadata, doc)
+
 
 class Retriever(Runnable[str, list[Document]]):
     """Base class of retrievers: query string in, best ``k`` documents out (scores set).
+
+    Subclasses implement :meth:`hits` (and :meth:`load` if their hits may come without
+    documents); see the module docstring.
 
     Args:
         k: how many documents to return.
@@ -159,21 +191,25 @@ class Retriever(Runnable[str, list[Document]]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(k={self.k})"
 
-    def _retrieve(self, query: str, *, k: int, filter: Filter | None) -> list[Document]:
-        raise NotImplementedError(f"{type(self).__name__} must implement _retrieve()")
+    def hits(self, query: str, *, k: int, filter: Filter | None = None) -> list[Hit]:
+        """The best ``k`` candidates for ``query``, best first, no threshold applied."""
+        raise NotImplementedError(f"{type(self).__name__} must implement hits()")
 
-    def _hits(self, query: str, *, k: int, filter: Filter | None) -> list[Hit]:
-        """The best ``k`` candidates, best first, for fusion (no threshold applied).
+    def load(self, ids: Sequence[str]) -> list[Document]:
+        """The documents of hits that came without one, in the order given (missing ids left out)."""
+        raise NotImplementedError(f"{type(self).__name__} returned hits without documents but has no load()")
 
-        The default runs the retriever; backends override it to skip loading texts that fusion
-        does not need (then :meth:`_load` fetches the few that are kept).
-        """
-        docs = self.invoke(query, k=k, filter=filter, score_threshold=None)
-        return [Hit(d.id or "", d.score if d.score is not None else 0.0, d.metadata, d) for d in docs]
-
-    def _load(self, ids: Sequence[str]) -> list[Document]:
-        """The documents of hits :meth:`_hits` returned without one, in the order given."""
-        raise NotImplementedError(f"{type(self).__name__} returned hits without documents but has no _load()")
+    def documents(self, hits: Sequence[Hit]) -> list[Document]:
+        """The hits as Documents scored with the hit's score, in order (loading those that came
+        without one; a chunk deleted since the search is left out)."""
+        missing = [h.id for h in hits if h.document is None]
+        loaded = {d.id: d for d in self.load(missing)} if missing else {}
+        docs = []
+        for h in hits:
+            doc = h.document if h.document is not None else loaded.get(h.id)
+            if doc is not None:
+                docs.append(doc if doc.score == h.score else doc.model_copy(update={"score": h.score}))
+        return docs
 
     def invoke(self, input: str, **kwargs: Any) -> list[Document]:
         """Retrieve for ``input``. Options: ``k``, ``filter`` (replaces the retriever's), ``score_threshold``."""
@@ -189,7 +225,46 @@ class Retriever(Runnable[str, list[Document]]):
         if where:
             check_filter(where)
         threshold = kwargs.get("score_threshold", self.score_threshold)
-        docs = self._retrieve(input, k=k, filter=where or None)
+        hits = self.hits(input, k=k, filter=where or None)[:k]
         if threshold is not None:
-            docs = [d for d in docs if d.score is not None and d.score >= threshold]
-        return docs[:k]
+            hits = [h for h in hits if h.score >= threshold]
+        return self.documents(hits)
+
+
+class KeywordIndex(Protocol):
+    """What a store needs from its lexical (keyword) side, kept in step with its vectors: writes,
+    ``hits`` (as :meth:`Retriever.hits`), and reads by chunk id (``metadata`` from memory, for fusion).
+
+    :class:`plait.retrievers.bm25.BM25Index` implements it; :class:`~plait.retrievers.bm25.BM25Retriever`
+    searches any of them.
+    """
+
+    def upsert(self, ids: Sequence[str], texts: Sequence[str],
+               metadatas: Sequence[Mapping[str, Any] | None] | None = None) -> None: ...
+    def delete(self, ids: Sequence[str]) -> None: ...
+    def clear(self) -> None: ...
+    def count(self) -> int: ...
+    def hits(self, query: str, k: int = 4, filter: Filter | None = None) -> list[Hit]: ...
+    def get(self, ids: Sequence[str]) -> list[Document]: ...
+    def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+
+
+def to_retriever(thing: Any) -> Retriever:
+    """A Retriever as it is; any other Runnable or function from a query to documents wrapped as one
+    (it returns what the function returns: ``k`` cuts the list, ``filter`` drops what does not match)."""
+    if isinstance(thing, Retriever):
+        return thing
+    return _Wrapped(coerce(thing))
+
+
+class _Wrapped(Retriever):
+    def __init__(self, runnable: Runnable[str, Any]) -> None:
+        super().__init__(k=sys.maxsize)
+        self.runnable = runnable
+
+    def __repr__(self) -> str:
+        return f"to_retriever({self.runnable.get_name()})"
+
+    def hits(self, query: str, *, k: int, filter: Filter | None = None) -> list[Hit]:
+        docs = [d for d in self.runnable.invoke(query) if matches(d.metadata, filter)]
+        return [Hit.of(d) for d in docs[:k]]

@@ -4,26 +4,20 @@ Texts are tokenized the way Lucene's English analyzer does it, roughly: lower-ca
 English stopwords removed, Snowball (Porter 2) stemming. The tokens of every chunk live in a
 SQLite table (beside the Chroma collection, see :class:`plait.retrievers.chroma.ChromaStore`);
 the ``bm25s`` index is rebuilt from them on the first search after a change, also when another
-process changed the table (a generation counter in the same file tells). Rebuilding is cheap
-(about 2 s for SciFact's 10k chunks, passages included) next to embedding.
+process changed the table (a generation counter in the same file tells).
 
-Passages of whole documents, not single chunks, are scored. Chunking exists for the embedding
-model's length limit; BM25 has none, and chunking hurts it: a document's query terms end up in
-different chunks, and its term frequencies and length are cut up. So the chunks a splitter made
-from one document (same metadata apart from ``chunk``/``start``/``end``/``section``, see
+Passages of whole documents, not single chunks, are scored: BM25 has no length limit, and
+chunking cuts a document's evidence apart. The chunks a splitter made from one document (see
 :func:`~plait.retrievers.base.document_key`) are joined back (their character offsets undo the
-overlap) into passages of up to ``window`` consecutive chunks (default 4, about 1,000 tokens with
-the default splitter): the whole document when it is no longer, else near-equal runs of
-chunks, so one long file still gives many passages. BM25 scores each passage as one text, as
-BEIR's BM25 baselines index whole documents; each hit is a passage, carried by its best chunk
-(by the chunk's own BM25 score; the first chunk when no chunk alone matches) with the passage's
-score. Chunks without ``chunk`` metadata are passages of their own; ``window=1`` scores chunks.
-On SciFact (``benchmarks/retrieval_scifact.py``; 1.9 chunks per abstract, 99.4% of abstracts
-within 4) BM25 alone scores about the same either way (nDCG@10 0.676), but fused with dense
-retrieval passages do better: the default hybrid went from 0.726 (chunks) to 0.729, since a
-document is credited with all its terms.
+overlap) into passages of up to ``window`` consecutive chunks (default 4): the whole document
+when it is no longer, else near-equal runs of chunks, so one long file still gives many passages.
+Each hit is a passage, carried by its best chunk (by the chunk's own BM25 score; the first chunk
+when no chunk alone matches) with the passage's score. Chunks without ``chunk`` metadata are
+passages of their own; ``window=1`` scores chunks. Defaults ``k1=0.9, b=0.4`` are Anserini's.
+Measurements: ``docs/retrieval.md``.
 
-Defaults ``k1=0.9, b=0.4`` are Anserini's general-purpose BM25 defaults (not tuned per dataset).
+:class:`BM25Index` implements the store's lexical side (:class:`~plait.retrievers.base.KeywordIndex`);
+:class:`BM25Retriever` searches any such index.
 
 Example::
 
@@ -38,13 +32,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from plait.defaults import require
 from plait.messages import Document
-from plait.retrievers.base import Filter, Hit, Retriever, document_key, matches
+from plait.retrievers.base import Filter, Hit, KeywordIndex, Retriever, document_key, matches
 
 
 class BM25Index:
@@ -324,7 +318,12 @@ def join_chunks(contents: Sequence[str], metadatas: Sequence[Mapping[str, Any]])
 
 
 class BM25Retriever(Retriever):
-    """Lexical retriever over a :class:`BM25Index` (scores are BM25 scores).
+    """Lexical retriever over a :class:`~plait.retrievers.base.KeywordIndex` (scores are BM25 scores).
+
+    Args:
+        index: the index, or a function giving it on first use (a store passes
+            ``store.lexical_index``, so making the retriever opens nothing).
+        k, filter, score_threshold: as :class:`Retriever`.
 
     Example::
 
@@ -332,16 +331,17 @@ class BM25Retriever(Retriever):
         retriever.invoke("vitamin D bone density")
     """
 
-    def __init__(self, index: BM25Index, *, k: int = 4, filter: Filter | None = None,
-                 score_threshold: float | None = None) -> None:
+    def __init__(self, index: KeywordIndex | Callable[[], KeywordIndex], *, k: int = 4,
+                 filter: Filter | None = None, score_threshold: float | None = None) -> None:
         super().__init__(k=k, filter=filter, score_threshold=score_threshold)
-        self.index = index
+        self._index = index
 
-    def _retrieve(self, query: str, *, k: int, filter: Filter | None) -> list[Document]:
-        return self.index.search(query, k=k, filter=filter)
+    @property
+    def index(self) -> KeywordIndex:
+        return self._index() if callable(self._index) else self._index
 
-    def _hits(self, query: str, *, k: int, filter: Filter | None) -> list[Hit]:
+    def hits(self, query: str, *, k: int, filter: Filter | None = None) -> list[Hit]:
         return self.index.hits(query, k, filter)
 
-    def _load(self, ids: Sequence[str]) -> list[Document]:
+    def load(self, ids: Sequence[str]) -> list[Document]:
         return self.index.get(ids)

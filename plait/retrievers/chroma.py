@@ -1,4 +1,4 @@
-"""The vector store: a Chroma collection (embedded, in memory, or a Chroma server) plus its BM25 twin.
+"""The vector store: a Chroma collection (embedded, in memory, or a Chroma server) plus its lexical twin.
 
 Three ways to open one, same API:
 
@@ -8,14 +8,19 @@ Three ways to open one, same API:
 - ``ChromaStore.http("docs", host="127.0.0.1", port=8000)``: a Chroma server (``chroma run``),
   the path past one machine.
 
-Every write goes to Chroma and to a BM25 index over the same chunks (:mod:`plait.retrievers.bm25`),
+Every write goes to Chroma and to a BM25 index over the same chunks (``store.bm25``, any
+:class:`~plait.retrievers.base.KeywordIndex`: :class:`~plait.retrievers.bm25.BM25Index` by default),
 so lexical and hybrid search always see what dense search sees. The BM25 table and the ingestion
 record live in a "sidecar" SQLite file beside the collection: ``<path>/plait/<collection>.sqlite``
 for the embedded store, ``$PLAIT_HOME/chroma-servers/<host>_<port>/<collection>.sqlite`` for a
 server, in memory for the in-memory store. If the two ever disagree in size (the sidecar was
-deleted, another client wrote to the server), the BM25 side is rebuilt from Chroma on first use.
+deleted, another client wrote to the server), the lexical side is rebuilt from Chroma on first use.
 
 Vectors are compared by cosine; ``Document.score`` is the cosine similarity (1 = same direction).
+Constructors and :meth:`ChromaStore.as_retriever` open nothing: the client, the collection and
+the lexical index open on first use. The retrievers themselves live in their own modules
+(:mod:`~plait.retrievers.dense`, :mod:`~plait.retrievers.bm25`, :mod:`~plait.retrievers.hybrid`);
+``as_retriever`` is :func:`plait.retrievers.factory.store_retriever`.
 
 Example::
 
@@ -29,7 +34,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
@@ -39,20 +43,14 @@ from typing import TYPE_CHECKING, Any
 
 from plait.defaults import require
 from plait.messages import Document
-from plait.retrievers.base import Filter, Hit, Retriever, to_chroma_where
-from plait.retrievers.bm25 import BM25Index
+from plait.retrievers.base import Filter, Hit, KeywordIndex, Retriever, document_id, to_chroma_where
+from plait.retrievers.bm25 import BM25Index, BM25Retriever
 
 if TYPE_CHECKING:
     from plait.embeddings import Embeddings
 
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
-
-
-def document_id(doc: Document) -> str:
-    """A stable id from a document's content and metadata (used when it has none)."""
-    payload = json.dumps([doc.content, doc.metadata], sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
 def _chroma_metadata(meta: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -72,7 +70,7 @@ def _settings() -> Any:
 
 
 class ChromaStore:
-    """A Chroma collection with a BM25 twin. See the module docstring.
+    """A Chroma collection with a lexical twin. See the module docstring.
 
     Args:
         collection: collection name (3-512 characters of ``[a-zA-Z0-9._-]``).
@@ -81,7 +79,7 @@ class ChromaStore:
         client: an existing chromadb client to use instead (then give ``sidecar`` too, or None
             for an in-memory BM25 table).
         sidecar: the SQLite file for BM25 and the ingestion record (default: see module docstring).
-        bm25: keep the BM25 twin (needed by the BM25 and hybrid retrievers).
+        bm25: keep the lexical twin (needed by the BM25 and hybrid retrievers).
     """
 
     def __init__(self, collection: str = "default", *, embeddings: Embeddings | None = None,
@@ -102,8 +100,9 @@ class ChromaStore:
         if sidecar is None and self.mode == "persistent":
             sidecar = self._persistent_path() / "plait" / f"{collection}.sqlite"
         self.sidecar = str(sidecar) if sidecar is not None else None
-        self.bm25 = BM25Index(self.sidecar) if bm25 else None
+        self.bm25: KeywordIndex | None = BM25Index(self.sidecar) if bm25 else None
         self._synced = False
+        self._batch: int | None = None
 
     def _persistent_path(self) -> Path:
         if self.path is None:
@@ -141,7 +140,7 @@ class ChromaStore:
     @property
     def embeddings(self) -> Embeddings:
         if self._embeddings is None:
-            from plait.local_models.embeddings.sentence_transformer import default_embeddings
+            from plait.defaults import default_embeddings
 
             self._embeddings = default_embeddings()
         return self._embeddings
@@ -178,27 +177,27 @@ class ChromaStore:
                     self.collection_name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
             return self._collection
 
-    def _lexical(self) -> BM25Index:
+    def lexical_index(self) -> KeywordIndex:
+        """The lexical side, brought in line with Chroma on first use (see the module docstring)."""
         if self.bm25 is None:
             raise ValueError(f"{self!r} was opened with bm25=False; open it with bm25=True for lexical search")
-        if not self._synced:
-            self._synced = True
-            if self.bm25.count() != self.count():
-                self._rebuild_bm25()
+        with self._lock:
+            if not self._synced:
+                if self.bm25.count() != self.count():
+                    self._rebuild_lexical(self.bm25)
+                self._synced = True
         return self.bm25
 
-    def _rebuild_bm25(self) -> None:
-        """Refill the BM25 table from Chroma (the sidecar was lost or another client wrote)."""
-        assert self.bm25 is not None
-        self.bm25.clear()
+    def _rebuild_lexical(self, lexical: KeywordIndex) -> None:
+        """Refill the lexical index from Chroma (the sidecar was lost or another client wrote)."""
+        lexical.clear()
         batch = 1000
         offset = 0
         while True:
             got = self.collection.get(include=["documents", "metadatas"], limit=batch, offset=offset)
             if not got["ids"]:
                 break
-            self.bm25.upsert(got["ids"], [d or "" for d in got["documents"]],
-                             [m or {} for m in got["metadatas"]])
+            lexical.upsert(got["ids"], [d or "" for d in got["documents"]], [m or {} for m in got["metadatas"]])
             offset += len(got["ids"])
 
     # --- writing ---------------------------------------------------------------------------------
@@ -235,10 +234,12 @@ class ChromaStore:
     add_documents = upsert
 
     def _max_batch(self) -> int:
-        try:
-            return max(1, int(self.client.get_max_batch_size()))
-        except Exception:
-            return 1000
+        """The most records Chroma takes in one write (asked once). A server that does not report
+        it answers -1; then batches of 1000, a size every Chroma release accepts."""
+        if self._batch is None:
+            size = int(self.client.get_max_batch_size())
+            self._batch = size if size > 0 else 1000
+        return self._batch
 
     def delete(self, ids: Sequence[str] | None = None, *, filter: Filter | None = None) -> int:
         """Delete by ids and/or filter; returns how many ids were asked to go."""
@@ -257,15 +258,18 @@ class ChromaStore:
         return len(targets)
 
     def clear(self) -> None:
-        """Delete the collection's contents (and the BM25 twin)."""
+        """Delete the collection's contents (and the lexical twin's)."""
+        from chromadb.errors import NotFoundError
+
         with self._lock:
             try:
                 self.client.delete_collection(self.collection_name)
-            except Exception:  # it did not exist
+            except NotFoundError:  # nothing to delete; any other error (connection, permission) is raised
                 pass
             self._collection = None
-        if self.bm25 is not None:
-            self.bm25.clear()
+            if self.bm25 is not None:
+                self.bm25.clear()
+            self._synced = True
 
     # --- reading ---------------------------------------------------------------------------------
     def count(self) -> int:
@@ -282,35 +286,41 @@ class ChromaStore:
     def ids(self) -> list[str]:
         return sorted(self.collection.get(include=[])["ids"])
 
-    def similarity_search_by_vector(self, vector: Any, k: int = 4, *, filter: Filter | None = None,
-                                    include_embeddings: bool = False) -> list[Document]:
-        include = ["documents", "metadatas", "distances"] + (["embeddings"] if include_embeddings else [])
+    def _query(self, vector: Any, k: int, filter: Filter | None, include: list[str]) -> dict[str, Any]:
         res = self.collection.query(query_embeddings=[list(map(float, vector))], n_results=k,
                                     where=to_chroma_where(filter), include=include)
-        docs = []
-        for j, (i, c, m, dist) in enumerate(zip(res["ids"][0], res["documents"][0], res["metadatas"][0],
-                                                res["distances"][0], strict=True)):
-            doc = Document(id=i, content=c or "", metadata=m or {}, score=1.0 - float(dist))
-            if include_embeddings:
-                doc.metadata = {**doc.metadata, "_embedding": res["embeddings"][0][j]}
-            docs.append(doc)
-        return docs
+        return {key: value[0] for key, value in res.items() if isinstance(value, list) and value}
+
+    def similarity_search_by_vector(self, vector: Any, k: int = 4, *,
+                                    filter: Filter | None = None) -> list[Document]:
+        """The ``k`` chunks nearest to ``vector`` (``Document.score`` is the cosine similarity)."""
+        return self.search_with_vectors(vector, k, filter=filter, vectors=False)[0]
+
+    def search_with_vectors(self, vector: Any, k: int = 4, *, filter: Filter | None = None,
+                            vectors: bool = True) -> tuple[list[Document], Any]:
+        """The ``k`` nearest chunks and their stored vectors (a ``(n, dim)`` array; ``None`` unless
+        ``vectors``), e.g. for maximal marginal relevance."""
+        include = ["documents", "metadatas", "distances", "embeddings"] if vectors else \
+            ["documents", "metadatas", "distances"]
+        res = self._query(vector, k, filter, include)
+        docs = [Document(id=i, content=c or "", metadata=m or {}, score=1.0 - float(dist))
+                for i, c, m, dist in zip(res.get("ids", []), res.get("documents", []), res.get("metadatas", []),
+                                         res.get("distances", []), strict=True)]
+        return docs, res.get("embeddings") if vectors else None
 
     def similarity_hits(self, query: str, k: int = 4, *, filter: Filter | None = None) -> list[Hit]:
         """The ``k`` nearest chunks' ids, cosine similarities and metadata, without their texts.
 
         For fusion: Chroma returns ids and distances several times faster than texts and metadata;
-        the metadata comes from the BM25 twin's memory when there is one.
+        the metadata comes from the lexical twin's memory when there is one.
         """
-        vector = self.embeddings.embed_query(query)
-        res = self.collection.query(query_embeddings=[list(map(float, vector))], n_results=k,
-                                    where=to_chroma_where(filter), include=["distances"])
-        ids, dists = res["ids"][0], res["distances"][0]
+        res = self._query(self.embeddings.embed_query(query), k, filter, ["distances"])
+        ids, dists = res.get("ids", []), res.get("distances", [])
         metas = self._metadata(ids)
         return [Hit(i, 1.0 - float(d), metas.get(i) or {}) for i, d in zip(ids, dists, strict=True)]
 
     def _metadata(self, ids: Sequence[str]) -> dict[str, Any]:
-        found: dict[str, Any] = self._lexical().metadata(ids) if self.bm25 is not None else {}
+        found: dict[str, Any] = self.lexical_index().metadata(ids) if self.bm25 is not None else {}
         missing = [i for i in ids if i not in found]
         if missing:
             got = self.collection.get(ids=missing, include=["metadatas"])
@@ -320,9 +330,9 @@ class ChromaStore:
     def documents(self, ids: Sequence[str]) -> list[Document]:
         """The stored chunks with these ids (no scores), in the order given; missing ids are left out.
 
-        Read from the BM25 twin's SQLite table when there is one (much faster than Chroma).
+        Read from the lexical twin when there is one (much faster than Chroma).
         """
-        found = {d.id: d for d in self._lexical().get(ids)} if self.bm25 is not None else {}
+        found = {d.id: d for d in self.lexical_index().get(ids)} if self.bm25 is not None else {}
         missing = [i for i in ids if i not in found]
         if missing:
             found.update({d.id: d for d in self.get(missing)})
@@ -332,55 +342,18 @@ class ChromaStore:
         """The ``k`` nearest chunks by cosine similarity (``Document.score``)."""
         return self.similarity_search_by_vector(self.embeddings.embed_query(query), k, filter=filter)
 
+    def lexical_search(self, query: str, k: int = 4, *, filter: Filter | None = None) -> list[Document]:
+        """Keyword (BM25) search over the same chunks (``Document.score`` is the BM25 score)."""
+        return BM25Retriever(self.lexical_index, k=k, filter=filter).invoke(query)
+
     def mmr_search(self, query: str, k: int = 4, *, fetch_k: int = 20, lambda_mult: float = 0.5,
                    filter: Filter | None = None) -> list[Document]:
-        """Maximal marginal relevance: relevant chunks that differ from each other.
+        """Relevant chunks that differ from each other: ``as_retriever("mmr", ...).invoke(query)``
+        (the algorithm is :func:`plait.retrievers.dense.mmr`)."""
+        return self.as_retriever("mmr", k=k, fetch_k=fetch_k, lambda_mult=lambda_mult, filter=filter).invoke(query)
 
-        Fetches ``fetch_k`` nearest chunks, then picks greedily the one maximising
-        ``lambda_mult * sim(query, d) - (1 - lambda_mult) * max sim(d, already picked)``.
-        """
-        import numpy as np
+    def as_retriever(self, kind: str = "hybrid", **options: Any) -> Retriever:
+        """A retriever over this store (opens nothing): see :func:`plait.retrievers.factory.store_retriever`."""
+        from plait.retrievers.factory import store_retriever
 
-        qv = np.asarray(self.embeddings.embed_query(query), dtype=np.float32)
-        cands = self.similarity_search_by_vector(qv, max(k, fetch_k), filter=filter, include_embeddings=True)
-        if not cands:
-            return []
-        vecs = np.asarray([d.metadata.pop("_embedding") for d in cands], dtype=np.float32)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-12
-        to_query = vecs @ (qv / (np.linalg.norm(qv) + 1e-12))
-        picked: list[int] = []
-        while len(picked) < min(k, len(cands)):
-            if picked:
-                redundancy = (vecs @ vecs[picked].T).max(axis=1)
-            else:
-                redundancy = np.zeros(len(cands))
-            value = lambda_mult * to_query - (1 - lambda_mult) * redundancy
-            value[picked] = -np.inf
-            picked.append(int(np.argmax(value)))
-        return [cands[i] for i in picked]
-
-    def lexical_search(self, query: str, k: int = 4, *, filter: Filter | None = None) -> list[Document]:
-        """BM25 search over the same chunks (``Document.score`` is the BM25 score)."""
-        return self._lexical().search(query, k=k, filter=filter)
-
-    # --- retrievers ------------------------------------------------------------------------------
-    def as_retriever(self, kind: str = "hybrid", *, k: int = 4, filter: Filter | None = None,
-                     score_threshold: float | None = None, **options: Any) -> Retriever:
-        """A retriever over this store: ``"hybrid"`` (default), ``"dense"``, ``"mmr"`` or ``"bm25"``.
-
-        Extra ``options`` go to the retriever (e.g. ``fusion="rrf"`` for hybrid, ``fetch_k=`` for mmr).
-        """
-        from plait.retrievers.bm25 import BM25Retriever
-        from plait.retrievers.dense import DenseRetriever
-        from plait.retrievers.hybrid import HybridRetriever
-
-        common: dict[str, Any] = {"k": k, "filter": filter, "score_threshold": score_threshold}
-        if kind == "hybrid":
-            return HybridRetriever(DenseRetriever(self), BM25Retriever(self._lexical()), **common, **options)
-        if kind == "dense":
-            return DenseRetriever(self, **common, **options)
-        if kind == "mmr":
-            return DenseRetriever(self, search="mmr", **common, **options)
-        if kind == "bm25":
-            return BM25Retriever(self._lexical(), **common, **options)
-        raise ValueError(f"Unknown retriever kind {kind!r}; use hybrid, dense, mmr or bm25")
+        return store_retriever(self, kind, **options)

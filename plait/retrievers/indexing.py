@@ -341,17 +341,20 @@ def ingest(paths: str | Path | Sequence[str | Path], *, collection: str = "defau
            store: ChromaStore | None = None, splitter: TextSplitter | None = None,
            loaders: dict[str, Loader] | None = None, glob: str | Sequence[str] = "**/*",
            exclude: Sequence[str] = (), delete_missing: bool = False, progress: bool = True) -> IngestReport:
-    """Ingest files and folders into a collection (default: the embedded store in the data dir).
+    """Ingest files and folders into a collection (default: :func:`plait.defaults.default_store`).
 
     Args:
         paths: files and/or folders.
-        collection: the collection name when ``store`` is not given.
+        collection: the collection of the default store, when ``store`` is not given.
         store: a :class:`ChromaStore` to use instead of the default embedded one.
         splitter, loaders: see :class:`Indexer`.
         glob, exclude: which files under folders to take (``"**/*.md"``) and leave out.
         delete_missing: remove chunks of files that disappeared from these folders.
         progress: show progress bars.
     """
-    store = store or ChromaStore(collection)
+    if store is None:
+        from plait.defaults import default_store
+
+        store = default_store(collection)
     return Indexer(store, splitter=splitter, loaders=loaders, progress=progress).ingest(
         paths, glob=glob, exclude=exclude, delete_missing=delete_missing)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from plait.chains.rag import RAGChain, RelevanceGate
+from plait.chains.rag import RAGChain
+from plait.retrievers.relevance import RelevanceGate
 from tests.app_support import docs_store, embeddings, local_model  # noqa: F401
 
 pytestmark = pytest.mark.integration

@@ -28,7 +28,7 @@ def test_model_citations_map_to_source_page_and_span():
     assert [c.number for c in r.citations] == [2, 1]  # [7] names no passage: dropped
     assert r.citations[0].source == "docs/retrieval.pdf"
     assert (r.citations[0].page, r.citations[0].start, r.citations[0].end) == (3, 120, 178)
-    assert r.citations[0].label() == "docs/retrieval.pdf, page 3, chars 120-178"
+    assert r.citations[0].label() == "[2] docs/retrieval.pdf, page 3, chars 120-178"
     assert len(r.sources) == 3 and r.citation_method == "model" and r.grounded
 
 
@@ -105,33 +105,118 @@ def test_helpers():
     assert cited_numbers("a [1, 3] b [3][2] c [9]", 3) == [1, 3, 2]
     assert infer_citations("bananas are yellow", DOCS) == [3]
     assert infer_citations("quantum chromodynamics", DOCS) == []
+    # the first passage that overlaps enough, in retrieval order, not the one that overlaps most
+    ranked = [Document(content="yellow fruit"), Document(content="bananas are yellow and sweet")]
+    assert infer_citations("bananas are yellow", ranked) == [1]
+    assert infer_citations("bananas are yellow", ranked, max_citations=2) == [1, 2]
     text = format_passages([Document(content="word " * 500)], max_chars=50)
     assert text.startswith("[1] word") and len(text) < 70 and text.endswith("...")
     assert (RAGAnswer(answer="a") + RAGAnswer(answer="b")).answer == "ab"
 
 
-def test_relevance_gate_blocks_queries_with_no_close_match():
-    from plait.chains.rag import RelevanceGate
-
-    gate = Lambda(lambda q: [Document(content="x", score=0.8 if "store" in q else 0.1)])
-    gated = RelevanceGate(retriever(), gate, min_score=0.3)
-    assert len(gated.invoke("which store?")) == 3
-    assert gated.invoke("poems about the sea") == []
-    model = FakeChatModel(["made up [1]"])
-    assert not RAGChain(gated, model).invoke("poems about the sea").grounded and model.calls == []
+LOOP = "It is a framework [1]. It is a framework [1]. It is a framework [1]. It is"
 
 
 def test_repetition_guard_stops_a_looping_model_but_streams_new_text():
-    from plait.chains.rag import RepetitionGuard
+    from plait.chains.rag import Repeats
 
-    loop = "It is a framework [1]. It is a framework [1]. It is a framework [1]. It is"
-    chain = RAGChain(retriever(), FakeChatModel([loop]))
+    chain = RAGChain(retriever(), FakeChatModel([LOOP]))
     chunks = [c.answer for c in chain.stream("What is plait?") if c.answer]
     assert "".join(chunks) == "It is a framework [1]."
     assert chain.invoke("q").citations[0].number == 1
-    g = RepetitionGuard()
+    g = Repeats()
     assert g.feed("The cat. The") == ("The cat.", False)   # "The" could start a repeat: held
     assert g.feed(" dog") == (" The dog", False)            # it did not: released
     assert g.feed(". The cat.") == (".", True)
-    no_guard = RAGChain(retriever(), FakeChatModel([loop]), stop_repeats=False).invoke("q")
+    no_guard = RAGChain(retriever(), FakeChatModel([LOOP]), stop_repeats=False).invoke("q")
     assert no_guard.answer.count("framework") == 3
+
+
+async def test_repetition_guard_is_a_stream_step_that_stops_the_model():
+    from plait.chains.rag import RepetitionGuard
+
+    model = FakeChatModel([LOOP])
+    chain = model | RepetitionGuard()
+    pieces = [c.content for c in chain.stream("go")]
+    assert "".join(pieces) == "It is a framework [1]."
+    assert len(pieces) > 3  # streamed, not gathered
+    apieces = [c.content async for c in chain.astream("go")]
+    assert apieces == pieces
+    assert chain.invoke("go").content == "It is a framework [1]."
+    words = (FakeChatModel(["a b. c d."]) | RepetitionGuard()).stream("go")
+    assert [c.content for c in words if c.content] == ["a", " b.", " c", " d."]  # new text is never held back
+
+    class Counted(FakeChatModel):
+        def _stream(self, messages, options):
+            for chunk in super()._stream(messages, options):
+                self.sent += 1
+                yield chunk
+
+    counted = Counted([LOOP + " a framework [1]." * 50])
+    counted.sent = 0
+    list((counted | RepetitionGuard()).stream("go"))
+    assert counted.sent < 20  # the model's stream was closed at the repeat, not run to its end
+
+
+def test_unknown_model_options_raise_when_the_chain_is_made():
+    with pytest.raises(ValueError, match="bogus_option"):
+        RAGChain(retriever(), FakeChatModel(["x"]), model_options={"bogus_option": 1})
+    chain = RAGChain(retriever(), FakeChatModel(["Pipes [1]. More text."]), model_options={"stop": ["."]})
+    assert chain.invoke("q").answer == "Pipes [1]"
+    assert chain.invoke("q", stop=["]"]).answer == "Pipes [1"  # a call's options are added
+    with pytest.raises(ValueError, match="bogus_option"):
+        chain.invoke("q", bogus_option=2)
+
+
+def test_history_is_shown_to_the_model_before_the_passages():
+    model = FakeChatModel(["pipes [1]"])
+    history = [("user", "I use plait."), ("assistant", "Good to hear.")]
+    r = RAGChain(retriever(), model).invoke({"question": "How do steps compose?", "history": history})
+    sent = model.calls[0]
+    assert [m.role for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[1].content == "I use plait." and "Passages:" in sent[-1].content
+    assert r.question == "How do steps compose?" and r.citations[0].number == 1
+    with pytest.raises(TypeError, match="history"):
+        RAGChain(retriever(), model).invoke({"question": "q", "history": "not a list"})
+
+
+def test_tracing_shows_each_step_of_the_chain():
+    from plait import tracing
+
+    class Names(tracing.Tracer):
+        def __init__(self):
+            self.runs = []
+
+        def on_end(self, run):
+            self.runs.append(run)
+
+    names = Names()
+    chain = RAGChain(retriever(), FakeChatModel(["Steps compose with pipes [1]."]))
+    with tracing.tracing(names):
+        answer = chain.invoke("How?")
+    assert answer.citations[0].number == 1
+    by_id = {r.run_id: r for r in names.runs}
+    [root] = [r for r in names.runs if r.parent_id is None]
+    assert root.name == "RAGChain"
+
+    def ancestors(run):
+        while run.parent_id is not None:
+            run = by_id[run.parent_id]
+            yield run.name
+
+    seen = {r.name: list(ancestors(r)) for r in names.runs}
+    for step in ("retrieve", "sources", "generate", "ChatPromptTemplate", "RepetitionGuard", "answer"):
+        assert step in seen and seen[step][-1] == "RAGChain", (step, sorted(seen))
+    model_runs = [n for n in seen if n.startswith("FakeChatModel")]
+    assert model_runs and "generate" in seen[model_runs[0]]
+
+
+def test_source_labels_are_made_in_one_place(tmp_path, monkeypatch):
+    from plait.chains.rag import Source
+
+    monkeypatch.chdir(tmp_path)
+    inside = Source(number=2, source=str(tmp_path / "docs" / "a.md"), page=4, start=1, end=9)
+    assert inside.label() == f"[2] {tmp_path / 'docs' / 'a.md'}, page 4, chars 1-9"
+    assert inside.label(relative=True) == "[2] docs/a.md, page 4, chars 1-9"
+    assert Source(number=1, id="x1").label(relative=True) == "[1] x1"
+    assert Source(number=1).label() == "[1] unknown source"

@@ -41,7 +41,7 @@ def corpus_docs() -> list[Document]:
 @pytest.fixture(scope="session")
 def embeddings():
     """The bundled all-MiniLM-L6-v2, loaded once for the whole session."""
-    from plait.local_models.embeddings.sentence_transformer import default_embeddings
+    from plait.defaults import default_embeddings
 
     emb = default_embeddings()
     emb.embed_query("warm up")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from plait.messages import Document
-from plait.retrievers.base import matches, to_chroma_where
+from plait.retrievers.base import Hit, Retriever, document_key, matches, to_chroma_where
 from plait.retrievers.bm25 import BM25Index, BM25Retriever
-from plait.retrievers.hybrid import HybridRetriever, document_key, fuse, fuse_convex, fuse_rrf
+from plait.retrievers.fusion import first_documents, fuse, fuse_documents
+from plait.retrievers.hybrid import HybridRetriever
 
 
 def test_stemming_and_stopwords():
@@ -66,31 +67,31 @@ def _docs(*pairs):
 def test_convex_fusion_math():
     dense = _docs(("a", 0.9), ("b", 0.7), ("c", 0.5))
     lexical = _docs(("c", 12.0), ("d", 6.0), ("a", 2.0))
-    fused = fuse_convex([dense, lexical], [0.5, 0.5], "minmax")
+    fused = fuse_documents([dense, lexical], weights=[0.5, 0.5], normalisation="minmax")
     scores = {d.id: d.score for d in fused}
     # min-max per list: dense a=1, b=0.5, c=0; lexical c=1, d=0.4, a=0
     assert scores == pytest.approx({"a": 0.5, "b": 0.25, "c": 0.5, "d": 0.2})
     assert [d.id for d in fused] == ["a", "c", "b", "d"]  # ties broken by id, stable
-    assert [d.id for d in fuse_convex([dense, lexical], [1.0, 0.0])][:3] == ["a", "b", "c"]
+    assert [d.id for d in fuse_documents([dense, lexical], weights=[1.0, 0.0])][:3] == ["a", "b", "c"]
     # dbsf: mean -+ 3 std -> 0..1; dense mean 0.7, std 0.1633 -> a = (0.9 - 0.2101) / 0.9798
-    dbsf = {d.id: d.score for d in fuse_convex([dense, lexical], [0.5, 0.0], "dbsf")}
+    dbsf = {d.id: d.score for d in fuse_documents([dense, lexical], weights=[0.5, 0.0], normalisation="dbsf")}
     assert dbsf["a"] == pytest.approx(0.5 * (0.9 - (0.7 - 3 * 0.163299)) / (6 * 0.163299), rel=1e-4)
     assert dbsf["d"] == 0.0
 
 
 def test_rrf_fusion_math():
-    fused = fuse_rrf([_docs(("a", 1), ("b", 1)), _docs(("b", 1), ("c", 1))], rrf_k=60)
+    fused = fuse_documents([_docs(("a", 1), ("b", 1)), _docs(("b", 1), ("c", 1))], fusion="rrf", rrf_k=60)
     assert [d.id for d in fused] == ["b", "a", "c"]
     assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)
 
 
-class _Fixed(HybridRetriever.__mro__[1]):  # a Retriever returning a fixed list
+class _Fixed(Retriever):  # a Retriever returning a fixed list: it implements hits() only
     def __init__(self, docs):
         super().__init__(k=10)
         self.docs = docs
 
-    def _retrieve(self, query, *, k, filter):
-        return self.docs[:k]
+    def hits(self, query, *, k, filter=None):
+        return [Hit.of(d) for d in self.docs if matches(d.metadata, filter)][:k]
 
 
 def test_hybrid_retriever_fuses_both_sides():
@@ -280,8 +281,6 @@ def test_fusion_by_document_keeps_chunk_order_within_one_document():
 
 
 def test_first_documents_cuts_at_the_nth_document():
-    from plait.retrievers.hybrid import first_documents
-
     hits = [_chunk("a0", 0.9, "A", 0), _chunk("a1", 0.8, "A", 1), _chunk("b0", 0.7, "B", 0),
             _chunk("a2", 0.6, "A", 2), _chunk("c0", 0.5, "C", 0), _chunk("b1", 0.4, "B", 1)]
     assert [h.id for h in first_documents(hits, 2)] == ["a0", "a1", "b0", "a2"]

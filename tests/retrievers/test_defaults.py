@@ -31,6 +31,31 @@ def test_store_constructors_are_cheap():
 
 
 @pytest.mark.integration
+def test_making_retrievers_opens_nothing(tmp_path, embeddings):
+    from plait.retrievers.chroma import ChromaStore
+    from plait.retrievers.relevance import RelevanceGate
+
+    folder = tmp_path / "not-yet"
+    store = ChromaStore("lazy", path=folder, embeddings=embeddings)
+    retrievers = [store.as_retriever(kind, k=2) for kind in ("hybrid", "dense", "mmr", "bm25")]
+    retrievers.append(RelevanceGate(store.as_retriever(), store.as_retriever("dense", k=1), 0.3))
+    assert not folder.exists() and store._client is None and store._collection is None
+    assert retrievers[0].invoke("anything") == []  # the first query opens the store, which is empty
+    assert folder.exists() and store._client is not None
+    with pytest.raises(ValueError, match="bm25=False"):
+        ChromaStore("no-lexical", path=folder, bm25=False).as_retriever("hybrid")
+
+
+def test_clear_raises_when_the_server_cannot_be_reached():
+    from plait.retrievers.chroma import ChromaStore
+    from tests.retrievers.conftest import free_port
+
+    store = ChromaStore.http("gone", host="127.0.0.1", port=free_port(), bm25=False)
+    with pytest.raises(ConnectionError, match="Cannot reach the Chroma server"):
+        store.clear()  # not mistaken for "the collection did not exist"
+
+
+@pytest.mark.integration
 def test_ingest_and_default_retriever(tmp_path, embeddings):
     from plait.retrievers import default_retriever, default_store, ingest
 
@@ -41,8 +66,10 @@ def test_ingest_and_default_retriever(tmp_path, embeddings):
     (tmp_path / "notes" / "b.txt").write_text("The cafeteria opens at 8 am.", encoding="utf-8")
     store = default_store("handbook")
     assert store is default_store("handbook") and store.path == chroma_dir()
+    assert store._collection is None
     report = ingest(tmp_path / "notes", collection="handbook", progress=False)
     assert report.files_added == 2 and not report.skipped
+    assert store._collection is not None  # ingest wrote through the default store, not a second one
     docs = default_retriever("handbook", k=1).invoke("How many days off do I get?")
     assert docs[0].metadata["source"] == str((tmp_path / "notes" / "a.md").resolve())
     assert docs[0].metadata["section"] == "Holidays"

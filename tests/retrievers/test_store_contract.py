@@ -157,5 +157,23 @@ def test_bm25_rebuilt_when_sidecar_lost(make_store, corpus_vectors, tmp_path):
     fresh = ChromaStore(s.collection_name, client=s.client, embeddings=s.embeddings,
                         sidecar=tmp_path / "new-sidecar.sqlite")
     assert fresh.bm25 is not None and fresh.bm25.count() == 0
-    assert fresh.lexical_search("XJ-9000", k=1)[0].id == "part-1"
+    assert fresh.as_retriever("bm25", k=1).invoke("XJ-9000")[0].id == "part-1"
     assert fresh.bm25.count() == len(CORPUS)
+
+
+def test_clear_ignores_only_a_missing_collection(make_store, corpus_vectors):
+    s = make_store()
+    s.clear()  # never created: nothing to delete, no error
+    s.upsert(corpus_docs(), embeddings=corpus_vectors)
+    s.clear()
+    assert s.count() == 0 and s.lexical_search("cats", k=3) == []
+    s.clear()
+
+
+def test_writes_go_in_batches_of_the_size_chroma_takes(make_store, corpus_vectors):
+    s = make_store()
+    assert s._max_batch() == s.client.get_max_batch_size() > 0
+    s._batch = 3  # as if Chroma took 3 records per write
+    s.upsert(corpus_docs(), embeddings=corpus_vectors)
+    assert s.count() == len(CORPUS) and s.delete([i for i, _, _ in CORPUS[:7]]) == 7
+    assert s.count() == len(CORPUS) - 7
