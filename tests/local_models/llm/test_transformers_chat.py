@@ -7,7 +7,6 @@ import copy
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -177,11 +176,10 @@ def test_frequency_penalty_breaks_up_repetition(smollm2: TransformersChatModel) 
         smollm2.invoke("hi", frequency_penalty=5)
 
 
-def test_constructor_is_cheap() -> None:
-    start = time.perf_counter()
-    model = TransformersChatModel()
-    assert time.perf_counter() - start < 0.5
-    assert not model._engine.loaded
+def test_constructor_is_cheap(tmp_path: Path) -> None:
+    """The constructor reads nothing: an empty folder builds fine (loading it would raise)."""
+    assert not TransformersChatModel()._engine.loaded
+    assert not TransformersChatModel(tmp_path)._engine.loaded
 
 
 def test_gguf_cache_makes_the_second_load_fast(smollm2: TransformersChatModel) -> None:
@@ -239,23 +237,40 @@ def test_count_tokens_and_context_window(smollm2: TransformersChatModel) -> None
     assert small.context_window == 64 and smollm2.context_window == 8192
 
 
+def _at_odd_address(t: Any) -> Any:
+    """A copy of ``t`` that starts 8 bytes past a 64-byte boundary, as transformers' memory-mapped weights often do."""
+    buffer = torch.empty(t.numel() * t.element_size() + 128, dtype=torch.uint8)
+    start = (8 - buffer.data_ptr()) % 64
+    return buffer[start:start + t.numel() * t.element_size()].view(t.dtype).view(t.shape).copy_(t)
+
+
 def test_prepared_decoder_saves_and_loads_exactly(tiny_llama: Path, tmp_path: Path) -> None:
+    """The file holds the prepared tensors bit for bit, and the loaded decoder's logits equal the saved one's.
+
+    The model's weights are moved to odd addresses first: MKL's matrix-vector product rounds by the
+    weight's address (2-3 ulps here), so this fails unless the decoder keeps its float weights aligned.
+    """
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    for p in model.parameters():
+        p.data = _at_odd_address(p.data)
     ids = torch.tensor([1, 520, 9531, 198, 1780])
     modes = [None, "int4"] if llama_decoder.int4_available() else [None]
     for quantize in modes:
         decoder = llama_decoder.LlamaDecoder(model, quantize=quantize)
         decoder.save(tmp_path / "prepared.safetensors")
         loaded = llama_decoder.LlamaDecoder.load(tmp_path / "prepared.safetensors")
+        assert loaded.spec == decoder.spec and loaded.tensors.keys() == decoder.tensors.keys()
+        for name, tensor in decoder.tensors.items():
+            assert loaded.tensors[name].dtype == tensor.dtype and torch.equal(loaded.tensors[name], tensor), name
         with torch.inference_mode():
             decoder.start(8)
             loaded.start(8)
             expected = [decoder.step(ids[:4]), decoder.step(ids[4:])]
             got = [loaded.step(ids[:4]), loaded.step(ids[4:])]
         for g, e in zip(got, expected, strict=True):
-            assert torch.equal(g, e)
+            assert torch.equal(g, e), (quantize, (g - e).abs().max())
 
 
 def test_is_4bit_reads_types_missing_from_an_old_cache_folder(smollm2: TransformersChatModel, tmp_path: Path) -> None:
