@@ -338,10 +338,10 @@ def main() -> None:
         print(f"{r['engine']:30}{r['unit']:10}{r['ndcg10']:>9}{r['recall100']:>8}{r['query_p50_ms']:>8}"
               f"{r['filtered_p50_ms']:>9}{r['write_chunks_per_s']:>10}{r['disk_mb'] if r['disk_mb'] else '-':>7}")
     if scale:
-        print(f"\n{'engine':30}{'chunks':>8}{'chunks/s':>10}{'q p50':>8}{'filt p50':>9}{'add1+q ms':>10}{'MB':>7}")
+        print(f"\n{'engine':30}{'chunks':>8}{'chunks/s':>10}{'q p50':>10}{'filt p50':>10}{'add1+q ms':>10}{'MB':>7}")
         for r in scale:
-            print(f"{r['engine']:30}{r['chunks']:>8}{r['write_chunks_per_s']:>10}{r['query_p50_ms']:>8}"
-                  f"{r['filtered_p50_ms']:>9}{r['add_one_then_query_ms']:>10}{r['disk_mb']:>7}")
+            print(f"{r['engine']:30}{r['chunks']:>8}{r['write_chunks_per_s']:>10}{r['query_p50_ms']:>10}"
+                  f"{r['filtered_p50_ms']:>10}{r['add_one_then_query_ms']:>10}{r['disk_mb']:>7}")
     print(json.dumps({"scifact": rows, "scale": scale, "splitter": args.splitter}))
 
 
