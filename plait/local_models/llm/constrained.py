@@ -61,6 +61,7 @@ class Plan:
     grammar: str | None
     tools: list[Tool] | None = None
     free_text: bool = False  # "auto" tools: once the reply starts as text, the grammar lets go
+    json: bool = True  # the answer is JSON (not a regex or a choice): how to close it early
 
 
 def plan(messages: list[Message], options: dict[str, Any]) -> tuple[list[Message], Plan]:
@@ -70,8 +71,9 @@ def plan(messages: list[Message], options: dict[str, Any]) -> tuple[list[Message
     if options.get("response_format") and answer is not None:
         messages = pt.add_system(messages, pt.json_instructions(options["response_format"]))
     tools, choice = options.get("tools") or [], options.get("tool_choice") or "auto"
+    is_json = not (options.get("guided_regex") or options.get("guided_choice"))
     if not tools or choice == "none":
-        return messages, Plan(f"%llguidance {{}}\nstart: {answer}" if answer else None)
+        return messages, Plan(f"%llguidance {{}}\nstart: {answer}" if answer else None, json=is_json)
     messages = pt.add_system(messages, pt.tool_instructions(tools, choice))
     if choice not in ("auto", "required", "any"):
         tools = [t for t in tools if t.name == choice]
@@ -79,7 +81,7 @@ def plan(messages: list[Message], options: dict[str, Any]) -> tuple[list[Message
     if choice != "auto":
         return messages, Plan(f"%llguidance {{}}\nstart: calls\n{calls}", tools)
     free = answer is None
-    return messages, Plan(f"%llguidance {{}}\nstart: calls | {answer or _TEXT}\n{calls}", tools, free)
+    return messages, Plan(f"%llguidance {{}}\nstart: calls | {answer or _TEXT}\n{calls}", tools, free, is_json)
 
 
 def _answer_rule(options: dict[str, Any]) -> str | None:
@@ -145,15 +147,16 @@ class Grammars:
         require("llguidance", "local")
         import llguidance
 
+        from plait.local_models.llm.decoding import ChatTokenizer
+
         self._llg = llguidance
-        if hasattr(tokenizer, "chat_template") and hasattr(tokenizer, "tokenizer"):  # plait's ChatTokenizer
+        if isinstance(tokenizer, ChatTokenizer):
             text = tokenizer.tokenizer.to_str()
         elif getattr(tokenizer, "backend_tokenizer", None) is not None:  # a transformers fast tokenizer
-            backend = tokenizer.backend_tokenizer
-            text = type(backend).from_str(backend.to_str())  # a copy: padding/truncation off
-            text.no_padding()
-            text.no_truncation()
-            text = text.to_str()
+            backend = type(tokenizer.backend_tokenizer).from_str(tokenizer.backend_tokenizer.to_str())
+            backend.no_padding()  # (on a copy)
+            backend.no_truncation()
+            text = backend.to_str()
         else:
             raise ValueError(f"Constrained decoding needs a fast (tokenizers-based) tokenizer; "
                              f"{type(tokenizer).__name__} is not one")
@@ -161,6 +164,25 @@ class Grammars:
         self.tokenizer = llguidance.LLTokenizer(text, n_vocab=vocab_size, eos_token=sorted(eos))
         self._compiled: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
+        # For closing an answer within max_tokens: tokens that end things, in order of preference,
+        # and each token's length in bytes (made on first use).
+        self.closers = [ids[0] for text in _CLOSERS if len(ids := self.tokenizer.tokenize_str(text)) == 1]
+        self.quote = self.tokenizer.tokenize_str('"')[:1]
+        self._lengths: Any = None
+
+    def token_costs(self) -> Any:
+        """Per token, how little it adds: twice its bytes, plus one if it starts with a letter or digit
+        (so a regex's separator wins over one more letter); special tokens cost the most."""
+        if self._lengths is None:
+            import numpy as np
+
+            t, costs = self.tokenizer, np.full(self.vocab_size, 10**6, dtype=np.int64)
+            for i in range(self.vocab_size):
+                data = b"" if t.is_special_token(i) else t.decode_bytes([i])
+                if data:
+                    costs[i] = 2 * len(data) + (data[:1].isalnum())
+            self._lengths = costs
+        return self._lengths
 
     def constraint(self, plan: Plan) -> Constraint:
         """A fresh matcher for ``plan``'s grammar (compiled on first use: ~1 ms; a copy afterwards: ~1 µs)."""
@@ -178,7 +200,12 @@ class Grammars:
                 self._compiled[grammar] = template
                 while len(self._compiled) > _CACHE_SIZE:
                     self._compiled.popitem(last=False)
-        return Constraint(template.deep_copy(), self.vocab_size, self.tokenizer, plan.free_text)
+        return Constraint(template.deep_copy(), self, plan.free_text, plan.json)
+
+
+#: What :meth:`Constraint.closing` prefers outside a string: each ends something or is a short value
+#: (inside a string, the quote that ends it).
+_CLOSERS = ["}", "]", ",", "0", "false", "null", '"', "{", "[", ".", "1"]
 
 
 def grammars(engine: Any) -> Grammars:
@@ -191,23 +218,35 @@ def grammars(engine: Any) -> Grammars:
 
 
 class Constraint:
-    """One request's grammar state, used by the decode loop (see the module docstring)."""
+    """One request's grammar state, used by the decode loop (see the module docstring).
 
-    def __init__(self, matcher: Any, vocab_size: int, tokenizer: Any, free_text: bool) -> None:
+    Ending within ``max_tokens``: near the end of the budget, each token the model picks is kept
+    only if the answer can still be completed in the tokens left (by :meth:`closing`, a short
+    completion: close the string, then the innermost container, else the shortest value). When it
+    cannot, that completion is taken instead, so a small model that loops in an array still gives
+    a valid answer (finish reason ``length``).
+    """
+
+    def __init__(self, matcher: Any, grammars: Grammars, free_text: bool, json: bool = True) -> None:
         import torch
 
         self.matcher: Any = matcher
-        self.tokenizer = tokenizer
+        self.grammars = grammars
         self.free_text = free_text
-        self.started = False
-        self.vocab_size = vocab_size
-        self._bits = torch.full(((vocab_size + 31) // 32,), -1, dtype=torch.int32)
+        self.json = json
+        self.started = self.closed = False
+        self.vocab_size = grammars.vocab_size
+        self._bits = torch.full(((self.vocab_size + 31) // 32,), -1, dtype=torch.int32)
         self._bytes = self._bits.numpy().view("uint8")
+        self._string = (False, False)  # (inside a JSON string, after a backslash) at the end of the answer
+        self._ending: list[int] | None = None  # a completion from the current state, when known
+        self._near = False  # near the end of the budget: every token is checked
+        self._steps = 0
 
     @property
     def done(self) -> bool:
-        """The grammar is complete and allows nothing more (EOS would be the only choice)."""
-        return self.matcher is not None and self.matcher.is_stopped()
+        """The answer is complete: the grammar allows nothing more, or it was closed to fit the budget."""
+        return self.closed or (self.matcher is not None and self.matcher.is_stopped())
 
     def forced(self, limit: int) -> list[int]:
         """The next tokens the grammar allows no alternative to (at most ``limit``), taken as chosen."""
@@ -217,34 +256,96 @@ class Constraint:
         if tokens:
             self._consume(tokens)
             self.started = True
+            self._ending = None
         return tokens
 
     def mask(self, logits: torch.Tensor) -> None:
         """Set the logits of the tokens the grammar does not allow next to -inf (in place)."""
         if self.matcher is None:
             return
-        import numpy as np
         import torch
 
-        self.matcher.unsafe_compute_mask_ptr(self._bits.data_ptr(), self._bits.numel() * 4)
-        allowed = np.unpackbits(self._bytes, count=self.vocab_size, bitorder="little")
-        blocked = torch.from_numpy(allowed).to(logits.device) == 0
+        blocked = torch.from_numpy(self._allowed(self.matcher)).to(logits.device) == 0
         logits[:self.vocab_size].masked_fill_(blocked, float("-inf"))
         logits[self.vocab_size:] = float("-inf")  # padding rows of a model's vocabulary
 
-    def advance(self, token: int) -> None:
-        """Take the sampled token (which the mask allowed)."""
+    def advance(self, token: int, left: int) -> list[int]:
+        """Take the sampled token; ``left`` tokens remain in the budget, this one included.
+
+        Returns the tokens that make up the answer from here: ``[token]``, or, when the answer could
+        not be completed after ``token`` in the budget, a completion in its place (then :attr:`done`).
+        """
         if self.matcher is None:
-            return
+            return [token]
         first, self.started = not self.started, True
-        if first and self.free_text and self.tokenizer.decode_bytes([token])[:1] not in (b"{", b"["):
+        if first and self.free_text and self.grammars.tokenizer.decode_bytes([token])[:1] not in (b"{", b"["):
             self.matcher = None  # the reply is text, which the grammar leaves free
-            return
+            return [token]
+        self._steps += 1
+        if not (self._near or self._steps % 8 == 1):  # far from the end: a check now and then
+            self._consume([token])
+            self._ending = None
+            return [token]
+        before = self._ending if self._ending is not None else self.closing(self.matcher, left)
         self._consume([token])
+        self._ending = self.closing(self.matcher, left - 1)
+        if self._ending is not None:
+            self._near = self._near or left - 1 <= len(self._ending) + 32
+        if self._ending is not None or before is None:
+            return [token]
+        # 'token' leaves too little room to finish: take the completion from before it instead
+        self.matcher.rollback(1)
+        self._consume(before)
+        self.closed = True
+        return before
+
+    def closing(self, matcher: Any, limit: int) -> list[int] | None:
+        """A short completion of the answer from ``matcher``'s state, or None if it needs over ``limit`` tokens."""
+        m, string, out = matcher.deep_copy(), self._string, list[int]()
+        while not (m.is_stopped() or m.is_accepting()):
+            if len(out) >= limit:
+                return None
+            tokens = list(m.compute_ff_tokens()) or [self._closer(self._allowed(m), string[0])]
+            if not m.consume_tokens(tokens):
+                return None
+            out += tokens
+            string = _scan_string(string, self.grammars.tokenizer.decode_bytes(tokens))
+        return out if len(out) <= limit else None
+
+    def _closer(self, allowed: Any, in_string: bool) -> int:
+        import numpy as np
+
+        closers = [] if not self.json else self.grammars.quote if in_string else self.grammars.closers
+        for token in closers:
+            if allowed[token]:
+                return token
+        ids = np.flatnonzero(allowed)
+        return int(ids[np.argmin(self.grammars.token_costs()[ids])])
+
+    def _allowed(self, matcher: Any) -> Any:
+        """The grammar's next-token mask as a 0/1 array over the vocabulary."""
+        import numpy as np
+
+        matcher.unsafe_compute_mask_ptr(self._bits.data_ptr(), self._bits.numel() * 4)
+        return np.unpackbits(self._bytes, count=self.vocab_size, bitorder="little")
 
     def _consume(self, tokens: list[int]) -> None:
         if not self.matcher.consume_tokens(tokens):
             raise RuntimeError(f"The output grammar refused token(s) {tokens}: {self.matcher.get_error()}")
+        self._string = _scan_string(self._string, self.grammars.tokenizer.decode_bytes(tokens))
+
+
+def _scan_string(state: tuple[bool, bool], data: bytes) -> tuple[bool, bool]:
+    """(inside a JSON string, after a backslash) once ``data`` follows a text in ``state``."""
+    inside, escaped = state
+    for b in data:
+        if escaped:
+            escaped = False
+        elif inside and b == 0x5C:
+            escaped = True
+        elif b == 0x22:
+            inside = not inside
+    return inside, escaped
 
 
 # --- from text to chunks ---------------------------------------------------------------------------

@@ -378,7 +378,9 @@ class _Engine:
                 if stops.stopped:
                     break
             if stops.stopped or (constraint is not None and constraint.done):
-                finish = "stop"  # a stop sequence, or the grammar is complete (EOS is all it would allow)
+                # a stop sequence, or the answer is complete (EOS is all a grammar would allow), or
+                # it was completed early to fit max_tokens
+                finish = "length" if constraint and constraint.closed and not stops.stopped else "stop"
                 break
             if produced >= budget:
                 break
@@ -390,16 +392,19 @@ class _Engine:
                     constraint.mask(logits)
             # 4. pick the next token; EOS ends the answer
             token = sampler(logits)
-            produced += 1
             if token in self.eos:
+                produced += 1
                 finish = "stop"
                 break
-            if constraint is not None:
-                constraint.advance(token)
-            # 5. its text (held back while a character or a possible stop sequence is incomplete)
-            if text := stops.add(detok.add(token)):
-                yield text, None, None
-            feed = [token]
+            # 5. a grammar takes it (or, near the end of the budget, a completion of the answer instead)
+            feed = constraint.advance(token, budget - produced) if constraint is not None else [token]
+            # 6. its text (held back while a character or a possible stop sequence is incomplete)
+            for token in feed:
+                produced += 1
+                if text := stops.add(detok.add(token)):
+                    yield text, None, None
+                if stops.stopped:
+                    break
         tail = ""
         if not stops.stopped:
             tail = stops.add(detok.flush())
