@@ -124,14 +124,16 @@ def test_keys_are_stored_privately_and_never_printed(tmp_path):
 def test_no_log_flag_and_config_switch(tmp_path, monkeypatch):
     import argparse
 
-    from plait import config
     from plait.commands._answers import should_log
 
     monkeypatch.setenv("PLAIT_HOME", str(tmp_path))
     assert should_log(argparse.Namespace(no_log=False))
     assert not should_log(argparse.Namespace(no_log=True))
-    config.set_value("log", False)
+    assert plait(tmp_path, "logs", "off").code == 0  # the config switch
     assert not should_log(argparse.Namespace(no_log=False))
+    assert "logging is off" in plait(tmp_path, "logs").out
+    assert plait(tmp_path, "logs", "on").code == 0
+    assert should_log(argparse.Namespace(no_log=False))
 
 
 @pytest.fixture
@@ -170,13 +172,22 @@ def test_ask_and_chat_answer_through_a_key_alias_and_log(notes, served_model):
     r = plait(home, "logs", "-n", "1")
     assert "## Prompt" in r.out and question in r.out and " chat " in r.out.splitlines()[0], r.out
 
-    assert plait(home, "logs", "off").code == 0  # the config switch: nothing more is logged
-    r = plait(home, "ask", question, "--model", "served", "--base-url", url, "--collection", "notes", "--json")
-    assert r.code == 0 and json.loads(r.out)["answer"] == "Honey bees do a waggle dance [1].", r.text
-    assert len(json.loads(plait(home, "logs", "-n", "0", "--json").out)) == 2
-    assert plait(home, "logs", "on").code == 0
-
     plait(home, "keys", "remove", "openai")  # a wrong key: the server's refusal is one line, naming the flag
     r = plait(home, "ask", question, "--model", "served", "--base-url", url, "--collection", "notes",
-              "--api-key", "sk-wrong")
+              "--api-key", "sk-wrong", "--json")
     assert_clean_error(r, "401", "--api-key")
+    assert len(json.loads(plait(home, "logs", "-n", "0", "--json").out)) == 2  # a failed answer is not logged
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_first_local_answer_is_quiet(tmp_path):
+    """A fresh data dir: the embedding model and the bundled chat model load (and the GGUF converts) silently."""
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "bees.md").write_text("# Bees\n\nHoney bees dance to show where flowers are.\n")
+    home = tmp_path / "home"
+    assert plait(home, "ingest", str(tmp_path / "notes"), "--collection", "bees").code == 0
+    r = plait(home, "ask", "What do honey bees do?", "--collection", "bees", "--max-tokens", "8")
+    assert r.code == 0 and "Sources" in r.out, r.text
+    for noise in ("Loading weights", "Converting", "loss_type", "\r", "\x1b["):
+        assert noise not in r.err, r.err
