@@ -14,12 +14,14 @@ metadata. The passage index *is* the store of record: ``get``/``metadata``/``cou
 A hit is a passage, carried by its best chunk (the chunk's own BM25 score for the query, from the
 passage index's document frequencies; the first chunk on a tie), with the passage's score.
 
-Updates touch only what changed. An upsert or delete rewrites the passages that held a touched
-chunk, plus, for a chunk new to its document, the passage it joins (the one whose first chunk
-comes last at or before it in text order: a document written in batches grows at its end). The
-chunks of each rewritten passage are cut again into near-equal runs of at most ``window``
-(a document written in one upsert is cut exactly like :mod:`plait.retrievers.bm25` cuts it);
-all other passages stay as they are. :meth:`rebuild` re-cuts everything, only when asked.
+Updates touch only what changed. An upsert or delete rewrites the passages of the documents it
+touches, nothing else. A touched document of up to ``RECUT`` (16) passages is cut again as a
+whole, exactly as a first write cuts it (near-equal runs of at most ``window`` chunks, as
+:mod:`plait.retrievers.bm25` cuts them), so re-ingesting an edited file leaves the passages a
+fresh ingest would. In a longer document only the passages that held a touched chunk, plus the
+passage a new chunk joins (the one whose first chunk comes last at or before it in text order: a
+long document written in batches grows at its end), are cut again. :meth:`rebuild` re-cuts
+everything, only when asked.
 
 Filters run in the engine: the filter becomes a tantivy query on ``m`` (equality, ``$in``,
 numeric ranges, ``$ne``/``$nin``, ``$and``/``$or``), a superset of the exact answer; the few
@@ -79,6 +81,8 @@ from plait.retrievers.lexical_engine import (
     schema,
     sort_key,
 )
+
+RECUT = 16  # a touched document with at most this many passages is cut again whole
 
 __all__ = ["LexicalIndex", "join_chunks", "partition"]
 
@@ -289,10 +293,17 @@ class LexicalIndex:
             groups.setdefault(doc_string(m.id, m.metadata), []).append(m)
         known = {p.doc for p in affected.values()}
         present = known | self._docs_present(searcher, [d for d in groups if d not in known])
-        fresh: dict[str, list[Member]] = {}
+        # new documents, and touched documents of at most RECUT passages, are cut again as a whole
+        fresh = {doc: members for doc, members in groups.items() if doc not in present}
+        for doc in present:
+            passages = self._document(searcher, doc)
+            if passages is None:
+                continue
+            affected.update((p.pid, p) for p in passages)
+            fresh[doc] = [m for p in passages for m in keep.pop(p.pid, p.members)] + groups.pop(doc, [])
+        # in a longer document, only the passages a new chunk joins are cut again
         for doc, members in groups.items():
             if doc not in present:
-                fresh[doc] = members
                 continue
             last = self._route(searcher, doc, None)  # a document written in batches grows at its end
             for m in sorted(members, key=sort_key):
@@ -324,6 +335,13 @@ class LexicalIndex:
             agg = searcher.aggregate(query, {"d": {"terms": {"field": "doc", "size": len(part)}}})
             out.update(b["key"] for b in agg["d"]["buckets"])
         return out
+
+    def _document(self, searcher: Any, doc: str) -> list[Passage] | None:
+        """All passages of ``doc``, or None when it has more than ``RECUT`` of them."""
+        import tantivy as T
+
+        hits = searcher.search(T.Query.term_query(self._schema, "doc", doc), RECUT + 1, count=False).hits
+        return None if len(hits) > RECUT else [self._passage(searcher, a) for _, a in hits]
 
     def _route(self, searcher: Any, doc: str, order: int | None) -> Passage | None:
         """The passage of ``doc`` a chunk at ``order`` joins: the last one starting at or before it

@@ -291,3 +291,32 @@ def test_one_new_chunk_in_a_20k_chunk_index_rewrites_only_its_passage(tmp_path: 
     assert index.passages_written == n_docs + 4
     assert index.count() == 2 * n_docs + 1
     assert index.hits("marmot", 1)[0].id == "d7-c0" and index.get(["d9-c1"]) == []
+
+
+def test_an_edited_document_is_cut_again_as_a_fresh_ingest_would(tmp_path: Path) -> None:
+    """The indexer's pattern for an edited file: new chunk ids upserted, then the old ones deleted."""
+    index = LexicalIndex(tmp_path / "lex")
+    old = [f"old-{i}" for i in range(4)]
+    metas = [chunk_meta("a.txt", i, 10 * i, 10 * i + 9) for i in range(4)]
+    index.upsert(old, [f"old text {i}" for i in range(4)], metas)
+    new = [f"new-{i}" for i in range(4)]
+    index.upsert(new, [f"edited text {i} quokka" for i in range(4)], metas)
+    index.delete(old)
+    passages = index._all()
+    assert [sorted(m.id for m in p.members) for p in passages] == [new]  # one passage, as first cut
+    assert index.count() == 4 and len(index.hits("quokka", 10)) == 1
+
+
+def test_a_long_document_grows_at_its_end_without_rewriting_the_rest(tmp_path: Path) -> None:
+    index = LexicalIndex(tmp_path / "lex")
+    n = 100  # 25 passages of 4, more than the whole-document recut bound
+    index.upsert([f"c{i}" for i in range(n)], [f"chunk {i} text" for i in range(n)],
+                 [chunk_meta("long.txt", i, 20 * i, 20 * i + 15) for i in range(n)])
+    assert index.passages_written == 25
+    index.upsert(["c100"], ["appended quokka"], [chunk_meta("long.txt", 100, 2000, 2015)])
+    assert index.passages_written == 25 + 2  # the last passage (4 chunks) and the new one: 5 -> 2 + 3
+    assert index.hits("quokka", 1)[0].id == "c100" and index.count() == n + 1
+    index.delete(["c50"])
+    assert index.passages_written == 25 + 3  # the passage that held it, cut again
+    assert index.get(["c50"]) == [] and index.count() == n
+    assert sorted(m.id for p in index._all() for m in p.members) == sorted(f"c{i}" for i in range(101) if i != 50)
