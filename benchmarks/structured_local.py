@@ -14,11 +14,9 @@ Figures: ``valid_rate`` (parses and validates; constrained), ``unconstrained_val
 prompts), ``speed_ratio``, ``field_accuracy`` (gold leaf values matched, over the constrained
 answers; strings compared case-insensitively, lists as sets). Greedy decoding.
 
-    nice python benchmarks/structured_local.py [--per-schema 10] [--engines]
+    nice python benchmarks/structured_local.py [--per-schema 10]
 
-``--engines`` instead compares xgrammar, llguidance and outlines-core (whichever are installed)
-on SmolLM2's 49k vocabulary: tokenizer setup, compile time per schema, mask time per token, and
-which schema features each enforces (a valid instance accepted, an invalid one refused).
+The grammar engines themselves are compared by ``benchmarks/structured_engines.py``.
 """
 
 from __future__ import annotations
@@ -343,13 +341,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-schema", type=int, default=10, help="prompts per schema (12 schemas)")
     parser.add_argument("--max-tokens", type=int, default=160)
-    parser.add_argument("--engines", action="store_true", help="compare the grammar engines instead")
     args = parser.parse_args()
-    if args.engines:
-        from benchmarks.structured_engines import compare  # type: ignore[import-not-found]
-
-        print(json.dumps(compare()))
-        return
     print(json.dumps(run(args.per_schema, args.max_tokens)))
 
 

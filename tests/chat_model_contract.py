@@ -12,8 +12,8 @@ How to use it::
 
         # Optional knobs (class attributes), shown with their defaults:
         options = {"temperature": 0.0, "max_tokens": 24}   # deterministic, short replies
-        tools_reliable = False    # True if the model reliably calls a tool when told to
-        json_reliable = False     # True if the model reliably answers JSON that fits a schema
+        tools_reliable = False    # True if the model reliably calls a tool when told to (or is made to)
+        json_reliable = False     # True if the model reliably answers JSON that fits a schema (or is made to)
 
 The backend's replies must be deterministic under ``options`` (greedy decoding, a seed, or a
 scripted server), because the suite compares invoke, stream, astream, batch and stop-sequence
@@ -194,11 +194,13 @@ class ChatModelContract:
         if not self.tools_reliable:
             pytest.skip("this model is not reliable enough at tool calls (tools_reliable = False)")
         bound = model.bind_tools([get_weather], tool_choice="get_weather")
-        msg = bound.invoke("What is the weather in Paris right now?", **self.options)
+        options = {**self.options, "max_tokens": max(self.options.get("max_tokens") or 0, 48)}  # room for a call
+        msg = bound.invoke("What is the weather in Paris right now?", **options)
         assert [c.name for c in msg.tool_calls] == ["get_weather"]
         assert "paris" in str(msg.tool_calls[0].arguments.get("city", "")).lower()
-        streamed = add_up(list(bound.stream("What is the weather in Paris right now?", **self.options)))
+        streamed = add_up(list(bound.stream("What is the weather in Paris right now?", **options)))
         assert [c.name for c in streamed.tool_calls] == ["get_weather"]
+        assert streamed.tool_calls[0].arguments == msg.tool_calls[0].arguments
 
     def test_structured_output_is_a_validated_object(self, model: ChatModel) -> None:
         if not self.json_reliable:

@@ -161,7 +161,9 @@ class Grammars:
             raise ValueError(f"Constrained decoding needs a fast (tokenizers-based) tokenizer; "
                              f"{type(tokenizer).__name__} is not one")
         self.vocab_size = vocab_size
-        self.tokenizer = llguidance.LLTokenizer(text, n_vocab=vocab_size, eos_token=sorted(eos))
+        # (a config may name an EOS id outside the vocabulary, which no logit can pick anyway)
+        self.tokenizer = llguidance.LLTokenizer(text, n_vocab=vocab_size,
+                                                eos_token=sorted(t for t in eos if t < vocab_size))
         self._compiled: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         # For closing an answer within max_tokens: tokens that end things, in order of preference,

@@ -182,7 +182,7 @@ def test_json_schema_answers_always_validate(smollm2: Any, schema: type[BaseMode
 def test_structured_output_and_json_object(smollm2: Any) -> None:
     event = smollm2.with_structured_output(Event).invoke("Extract: the Rock Festival 2001 is in Lima, Peru.", **SMALL)
     assert isinstance(event, Event)
-    msg = smollm2.invoke("Describe Paris as JSON.", response_format={"type": "json_object"}, **SMALL)
+    msg = smollm2.invoke("Describe Paris as JSON.", response_format={"type": "json_object"}, max_tokens=40)
     assert isinstance(json.loads(msg.content), dict)
 
 
@@ -213,7 +213,7 @@ def test_parallel_tool_calls_false_gives_at_most_one_call(smollm2: Any) -> None:
 def test_auto_tool_choice_gives_text_or_a_valid_call(smollm2: Any) -> None:
     bound = smollm2.bind_tools(TOOLS)
     for prompt in ("Say hello to Alice.", "What is the weather in Paris?"):
-        msg = bound.invoke(prompt, **SMALL)
+        msg = bound.invoke(prompt, max_tokens=40)
         assert (msg.content.strip() and not msg.tool_calls) or (valid_calls(msg) and not msg.content), msg
 
 
@@ -256,8 +256,8 @@ def test_transformers_decoder_and_hf_tokenizer_path(tmp_path: Path, smollm2_toke
     from plait.local_models.llm.transformers_chat import TransformersChatModel
 
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(smollm2_tokenizer), n_embd=32, n_layer=1, n_head=2,
-                               n_positions=256)).save_pretrained(tmp_path)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(smollm2_tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=256,
+                               bos_token_id=1, eos_token_id=2)).save_pretrained(tmp_path)
     smollm2_tokenizer.save_pretrained(tmp_path)
     model = TransformersChatModel(tmp_path)
     msg = model.invoke("Pick one.", guided_choice=["red", "green", "blue"], max_tokens=8)

@@ -34,6 +34,10 @@ def add_up(chunks: list[AssistantChunk]) -> Any:
 
 # --- the bundled model ------------------------------------------------------------------------------
 class TestContract(ChatModelContract):
+    # grammar-constrained decoding makes even SmolLM2-135M call tools and answer JSON in shape
+    tools_reliable = True
+    json_reliable = True
+
     @pytest.fixture
     def model(self, smollm2: TransformersChatModel) -> TransformersChatModel:
         return smollm2
