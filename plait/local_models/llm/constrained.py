@@ -288,15 +288,19 @@ class Constraint:
             self._consume([token])
             self._ending = None
             return [token]
-        before = self._ending if self._ending is not None else self.closing(self.matcher, left)
+        before, string = self._ending, self._string
         self._consume([token])
         self._ending = self.closing(self.matcher, left - 1)
         if self._ending is not None:
             self._near = self._near or left - 1 <= len(self._ending) + 32
-        if self._ending is not None or before is None:
             return [token]
-        # 'token' leaves too little room to finish: take the completion from before it instead
+        # 'token' leaves too little room to finish: take a completion from before it instead
         self.matcher.rollback(1)
+        self._string = string
+        before = before if before is not None else self.closing(self.matcher, left)
+        if before is None:  # too little room either way (max_tokens below the shortest answer)
+            self._consume([token])
+            return [token]
         self._consume(before)
         self.closed = True
         return before
@@ -307,21 +311,23 @@ class Constraint:
         while not (m.is_stopped() or m.is_accepting()):
             if len(out) >= limit:
                 return None
-            tokens = list(m.compute_ff_tokens()) or [self._closer(self._allowed(m), string[0])]
+            tokens = list(m.compute_ff_tokens()) or [self._closer(m, string[0])]
             if not m.consume_tokens(tokens):
                 return None
             out += tokens
             string = _scan_string(string, self.grammars.tokenizer.decode_bytes(tokens))
         return out if len(out) <= limit else None
 
-    def _closer(self, allowed: Any, in_string: bool) -> int:
+    def _closer(self, matcher: Any, in_string: bool) -> int:
+        """The next token of a short completion: the first allowed closer, else the cheapest token."""
         import numpy as np
 
-        closers = [] if not self.json else self.grammars.quote if in_string else self.grammars.closers
-        for token in closers:
-            if allowed[token]:
+        matcher.unsafe_compute_mask_ptr(self._bits.data_ptr(), self._bits.numel() * 4)
+        bits = self._bits.numpy()
+        for token in [] if not self.json else self.grammars.quote if in_string else self.grammars.closers:
+            if (int(bits[token >> 5]) >> (token & 31)) & 1:
                 return token
-        ids = np.flatnonzero(allowed)
+        ids = np.flatnonzero(np.unpackbits(self._bytes, count=self.vocab_size, bitorder="little"))
         return int(ids[np.argmin(self.grammars.token_costs()[ids])])
 
     def _allowed(self, matcher: Any) -> Any:

@@ -239,6 +239,29 @@ def test_constrained_streams_token_by_token(smollm2: Any) -> None:
     Place.model_validate_json(add_up(chunks).content)
 
 
+def test_answers_close_within_any_budget_that_fits(smollm2: Any) -> None:
+    """A 'model' of random logits (it rambles in strings) still ends every answer valid in the budget."""
+    grammars = constrained.grammars(smollm2._engine)
+    tokenizer = smollm2._engine.tokenizer
+    generator = torch.Generator().manual_seed(0)
+    for schema in (Event, Order, Pet):
+        _, p = plan([UserMessage(content="x")], {"response_format": json_format(schema)})
+        first = grammars.constraint(p)
+        shortest = len(first.closing(first.matcher, 500) or [])
+        assert 5 < shortest < 60
+        for budget in (shortest, shortest + 4, shortest + 25):
+            c, out = grammars.constraint(p), []
+            while True:  # the decode loop's steps, with random logits in place of the model's
+                out += c.forced(budget - len(out))
+                if c.done or len(out) >= budget:
+                    break
+                logits = torch.randn(grammars.vocab_size, generator=generator)
+                c.mask(logits)
+                out += c.advance(int(logits.argmax()), budget - len(out))
+            assert len(out) <= budget
+            schema.model_validate_json(tokenizer.decode(out))
+
+
 def test_grammars_are_compiled_once(smollm2: Any) -> None:
     grammars = constrained.grammars(smollm2._engine)
     _, p = plan([UserMessage(content="x")], {"guided_choice": ["a", "b", "c"]})
