@@ -12,6 +12,9 @@ The tool-call format the model is asked for::
 
 Also understood: a JSON list of those, ``{"name": ..., "arguments": ...}``, the OpenAI
 ``{"function": {...}}`` shape, code fences and ``<tool_call>...</tool_call>`` tags (Hermes/Qwen style).
+
+Local models use the same instructions and form, but hold the reply to it with a grammar while
+decoding (:mod:`plait.local_models.llm.constrained`), so they do not need the parsing here.
 """
 
 from __future__ import annotations
@@ -49,15 +52,16 @@ def add_system(messages: list[Message], text: str) -> list[Message]:
     return [SystemMessage(content=text), *messages]
 
 
-def tool_instructions(tools: list[Tool], tool_choice: str | None) -> str:
-    """The system-message text describing the tools and how to call them."""
+def tool_instructions(tools: list[Tool], tool_choice: str | None, parallel: bool = True) -> str:
+    """The system-message text describing the tools and how to call them (one call only unless ``parallel``)."""
     specs = "\n".join(json.dumps(t.spec(), ensure_ascii=False) for t in tools)
     text = ("You can call these tools (JSON schema of each tool's arguments):\n"
             f"{specs}\n\n"
             "To call a tool, reply with only a JSON object and nothing else, in this form:\n"
             '{"tool": "<tool name>", "arguments": {<the arguments>}}\n'
-            "To call several tools at once, reply with a JSON list of such objects. "
-            "When no tool is needed, or once you have the tool results you need, answer in plain text.")
+            + ("To call several tools at once, reply with a JSON list of such objects. " if parallel else
+               "Call one tool at a time. ")
+            + "When no tool is needed, or once you have the tool results you need, answer in plain text.")
     if tool_choice == "required":
         text += "\nYou must call one of the tools now."
     elif tool_choice not in (None, "auto", "none"):

@@ -2,7 +2,8 @@
 
 Made by :meth:`plait.chat_model.ChatModel.with_structured_output`. Three ways to get the JSON:
 
-- ``json_schema``: the backend's own JSON-schema output (``response_format``);
+- ``json_schema``: the backend's own JSON-schema output (``response_format``; local models hold
+  their decoding to the schema's grammar, so their answer always parses and validates);
 - ``tool_calling``: the schema as the one tool the model must call;
 - ``json_prompt``: the schema in the system message, the JSON parsed out of the text.
 

@@ -74,10 +74,11 @@ def plan(messages: list[Message], options: dict[str, Any]) -> tuple[list[Message
     is_json = not (options.get("guided_regex") or options.get("guided_choice"))
     if not tools or choice == "none":
         return messages, Plan(f"%llguidance {{}}\nstart: {answer}" if answer else None, json=is_json)
-    messages = pt.add_system(messages, pt.tool_instructions(tools, choice))
+    parallel = options.get("parallel_tool_calls") is not False
+    messages = pt.add_system(messages, pt.tool_instructions(tools, choice, parallel))
     if choice not in ("auto", "required", "any"):
         tools = [t for t in tools if t.name == choice]
-    calls = "calls: %json " + json.dumps(_calls_schema(tools, options.get("parallel_tool_calls") is not False))
+    calls = "calls: %json " + json.dumps(_calls_schema(tools, parallel))
     if choice != "auto":
         return messages, Plan(f"%llguidance {{}}\nstart: calls\n{calls}", tools)
     free = answer is None
