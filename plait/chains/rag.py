@@ -232,6 +232,7 @@ class RAGChain(Runnable[Any, RAGAnswer]):
         """The steps (see the module docstring), with the model bound to ``options``."""
         model = self.model.bind(**options) if options else self.model
         llm = self.prompt | model | RepetitionGuard() if self.stop_repeats else self.prompt | model
+        llm.name = "llm"
         generate = Assign(answer=Branch((_has_passages, llm), default=Lambda(self._dont_know, name="dont_know")))
         generate.name = "generate"
         chain = (Lambda(self.retrieve, name="retrieve") | Lambda(self.number_sources, name="sources")

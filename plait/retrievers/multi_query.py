@@ -67,6 +67,7 @@ class MultiQueryRetriever(Retriever):
         #: query -> the model's lines (a chain, so tracing shows the model call)
         self.writer = ChatPromptTemplate.from_messages([("system", system), ("user", "{query}")]) | model | \
             StrOutputParser()
+        self.writer.name = "query_variants"
 
     def variants(self, query: str) -> list[str]:
         """The original query followed by the model's variants."""
