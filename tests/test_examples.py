@@ -14,7 +14,7 @@ from tests.app_support import ROOT, local_model  # noqa: F401
 pytestmark = pytest.mark.integration
 
 MINE = ["quickstart", "rag_folder", "chatbot_memory", "agent_tools", "extraction", "openai_server",
-        "langchain_interop"]
+        "langchain_interop", "langgraph_agent"]
 
 
 def load(name):
@@ -87,3 +87,18 @@ def test_langchain_interop(local_model, capsys):  # noqa: F811
     text, result = load("langchain_interop").main(local_model)
     assert text.strip()
     assert result.sources[0].source == "landmarks.txt" and result.sources[0].end == 52
+
+
+def test_langgraph_agent(local_model, capsys):  # noqa: F811
+    """The real local model in the graph; tests/interop/test_langgraph.py checks the wiring with a FakeChatModel."""
+    pytest.importorskip("langgraph")
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    from plait.interop.langchain import PlaitChatModel
+
+    state = load("langgraph_agent").main(PlaitChatModel(model=local_model, temperature=0, max_tokens=60))
+    agent, tools, answer = state["messages"][1:]
+    assert isinstance(agent, AIMessage) and agent.tool_calls[0]["name"] == "search_notes"  # forced: tool_choice="any"
+    assert isinstance(tools, ToolMessage) and tools.content.startswith("- ")  # the retriever's notes
+    assert isinstance(answer, AIMessage) and answer.content.strip() and not answer.tool_calls
+    assert "answer > " in capsys.readouterr().out

@@ -21,7 +21,7 @@ class TestPlaitChatModelLocal(ChatModelIntegrationTests):
 
     @property
     def chat_model_params(self) -> dict:
-        return {"model": "local", "temperature": 0, "max_tokens": 80}
+        return {"model": "local", "temperature": 0, "max_tokens": 160}
 
     @property
     def supports_json_mode(self) -> bool:

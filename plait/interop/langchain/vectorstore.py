@@ -15,7 +15,7 @@ How it differs from other LangChain stores, on purpose:
 - a document added without an id gets a stable id from its content and metadata, so adding the
   same document twice keeps one copy (plait's ingestion is idempotent);
 - scores (``similarity_search_with_score``) are cosine similarities: higher is better, 1 is the
-  same direction; they are also the relevance scores;
+  same direction; relevance scores are the same, clipped to 0..1;
 - metadata values Chroma cannot hold (lists, dicts) are stored as JSON text, ``None`` values are
   dropped; ``delete()`` needs ids or a ``filter`` (``delete_collection()`` drops everything).
 
@@ -105,7 +105,7 @@ class PlaitVectorStore(VectorStore):
         return self._embedding
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
-        return lambda score: score  # the score is already a cosine similarity
+        return lambda score: min(1.0, max(0.0, score))  # a cosine similarity; below 0 is unrelated
 
     # --- writing ---------------------------------------------------------------------------------
     def _documents(self, documents: Sequence[LCDocument], ids: Sequence[str | None] | None) -> list[Document]:
