@@ -223,6 +223,11 @@ class RAGChain(Runnable[Any, RAGAnswer]):
     def get_name(self) -> str:
         return self.name or "RAGChain"
 
+    def warm_up(self) -> None:
+        """Load the retriever's and the model's lazy state (embedding model, store, weights) now."""
+        self.retriever.warm_up()
+        self.model.warm_up()
+
     def _checked(self, options: dict[str, Any]) -> dict[str, Any]:
         if options and isinstance(self.model, ChatModel):
             self.model.validate_options(options)  # raises on an unknown option, naming the known ones

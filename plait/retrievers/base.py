@@ -265,6 +265,9 @@ class _Wrapped(Retriever):
     def __repr__(self) -> str:
         return f"to_retriever({self.runnable.get_name()})"
 
+    def warm_up(self) -> None:
+        self.runnable.warm_up()
+
     def hits(self, query: str, *, k: int, filter: Filter | None = None) -> list[Hit]:
         docs = [d for d in self.runnable.invoke(query) if matches(d.metadata, filter)]
         return [Hit.of(d) for d in docs[:k]]

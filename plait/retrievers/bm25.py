@@ -340,6 +340,9 @@ class BM25Retriever(Retriever):
     def index(self) -> KeywordIndex:
         return self._index() if callable(self._index) else self._index
 
+    def warm_up(self) -> None:
+        self.index.hits("warm up", 1)  # opens the index and builds what its first search would
+
     def hits(self, query: str, *, k: int, filter: Filter | None = None) -> list[Hit]:
         return self.index.hits(query, k, filter)
 

@@ -137,6 +137,14 @@ class ChromaStore:
         return f"ChromaStore({self.collection_name!r}, mode={self.mode!r}, at={where!r})"
 
     # --- lazy pieces -----------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Do now what the first query would: load the embedding model, open the collection and
+        bring the lexical index in line with it."""
+        self.embeddings.warm_up()
+        _ = self.collection
+        if self.bm25 is not None:
+            self.lexical_index()
+
     @property
     def embeddings(self) -> Embeddings:
         if self._embeddings is None:

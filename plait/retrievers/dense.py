@@ -38,6 +38,9 @@ class DenseRetriever(Retriever):
         self.fetch_k = fetch_k
         self.lambda_mult = lambda_mult
 
+    def warm_up(self) -> None:
+        self.store.warm_up()
+
     def hits(self, query: str, *, k: int, filter: Filter | None = None) -> list[Hit]:
         if self.search == "mmr":
             return self._mmr(query, k, filter)

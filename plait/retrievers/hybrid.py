@@ -59,6 +59,10 @@ class HybridRetriever(Retriever):
     def __repr__(self) -> str:
         return f"HybridRetriever(k={self.k}, fusion={self.fusion!r})"
 
+    def warm_up(self) -> None:
+        self.dense.warm_up()
+        self.lexical.warm_up()
+
     def hits(self, query: str, *, k: int, filter: Filter | None = None) -> list[Hit]:
         # 1. candidates from each side: ids, scores, metadata
         n = max(k, self.fetch_k)

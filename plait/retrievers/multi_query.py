@@ -69,6 +69,10 @@ class MultiQueryRetriever(Retriever):
             StrOutputParser()
         self.writer.name = "query_variants"
 
+    def warm_up(self) -> None:
+        self.retriever.warm_up()
+        self.model.warm_up()
+
     def variants(self, query: str) -> list[str]:
         """The original query followed by the model's variants."""
         return [query, *parse_variants(self.writer.invoke({"query": query}), self.n_variants, query)]

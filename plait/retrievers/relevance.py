@@ -40,6 +40,10 @@ class RelevanceGate(Retriever):
     def __repr__(self) -> str:
         return f"RelevanceGate({self.retriever!r}, gate={self.gate!r}, min_score={self.min_score})"
 
+    def warm_up(self) -> None:
+        self.retriever.warm_up()
+        self.gate.warm_up()
+
     def best_score(self, query: str, filter: Filter | None = None) -> float | None:
         """The gate's best score for ``query`` (``None`` when it finds nothing)."""
         docs = self.gate.invoke(query, **({"filter": filter} if filter else {}))

@@ -42,6 +42,14 @@ def test_making_retrievers_opens_nothing(tmp_path, embeddings):
     assert not folder.exists() and store._client is None and store._collection is None
     assert retrievers[0].invoke("anything") == []  # the first query opens the store, which is empty
     assert folder.exists() and store._client is not None
+    # warm_up does what the first query would, through every layer (chain -> gate -> hybrid -> store)
+    from plait.chains.rag import RAGChain
+    from plait.fake import FakeChatModel
+
+    other = ChromaStore("warm", path=tmp_path / "warm", embeddings=embeddings)
+    RAGChain(RelevanceGate(other.as_retriever(), other.as_retriever("dense", k=1), 0.3),
+             FakeChatModel(["x"])).warm_up()
+    assert other._collection is not None and other._synced
     with pytest.raises(ValueError, match="bm25=False"):
         ChromaStore("no-lexical", path=folder, bm25=False).as_retriever("hybrid")
 
