@@ -257,7 +257,9 @@ def test_to_langchain_picks_the_matching_class(pets):
     wrapped = to_langchain(pets.store)
     assert isinstance(wrapped, PlaitVectorStore) and wrapped.store is pets.store
     assert {d.id for d in wrapped.get_by_ids(["c1"])} == {"c1"}
-    retriever = to_langchain(pets.store.as_retriever("bm25", k=3))
+    from plait.retrievers.bm25 import BM25Retriever
+
+    retriever = to_langchain(BM25Retriever(pets.store.lexical_index, k=3))
     assert isinstance(retriever, PlaitRetriever) and len(retriever.invoke("purr", k=1)) == 1
     assert isinstance(to_langchain(StrOutputParser()), PlaitRunnable)
     with pytest.raises(TypeError, match="to_langchain takes"):

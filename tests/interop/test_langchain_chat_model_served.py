@@ -1,5 +1,8 @@
 """LangChain's own integration suite (``langchain-tests``) for PlaitChatModel on plait's OpenAI backend,
-talking to a real ``plait serve --model local`` process on 127.0.0.1 (started by a fixture)."""
+talking to a real ``plait serve --model local`` process on 127.0.0.1 (started by a fixture).
+
+The whole suite is ``slow``; ``TestPlaitChatModelServedQuick`` runs a few of its tests in the default
+run. The served model is the same 135M model, so the same tests are xfail for the same causes."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import httpx  # noqa: E402
 from langchain_tests.integration_tests import ChatModelIntegrationTests  # noqa: E402
 
 from plait.interop.langchain import PlaitChatModel  # noqa: E402
+from tests.interop.lc_suites import SMOLLM2_LIMITS, ModelLimits, quick  # noqa: E402
 
 pytestmark = [pytest.mark.integration]
 
@@ -67,7 +71,8 @@ def plait_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait()
 
 
-class TestPlaitChatModelServed(ChatModelIntegrationTests):
+class _ServedSuite(ModelLimits, ChatModelIntegrationTests):
+    model_limits = SMOLLM2_LIMITS
     base_url = ""
 
     @pytest.fixture(autouse=True)
@@ -90,3 +95,13 @@ class TestPlaitChatModelServed(ChatModelIntegrationTests):
     @property
     def supports_model_override(self) -> bool:
         return False
+
+
+@pytest.mark.slow
+class TestPlaitChatModelServed(_ServedSuite):
+    pass
+
+
+@quick("test_invoke", "test_stream", "test_tool_calling", "test_structured_output")
+class TestPlaitChatModelServedQuick(_ServedSuite):
+    pass

@@ -23,6 +23,15 @@ class TestPlaitChatModelUnit(ChatModelUnitTests):
     def chat_model_params(self) -> dict:
         return {"model": "local"}
 
+    @pytest.fixture(autouse=True)
+    def _serdes_loads_only_registered_classes(self, request: pytest.FixtureRequest) -> None:
+        if request.node.originalname == "test_serdes":
+            request.applymarker(pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+                "dumpd matches the snapshot, but langchain-core 1.8's load(allowed_objects='all') admits only "
+                "the classes in its own registry (langchain_core.load.mapping), so no third-party class can "
+                "pass; load(..., allowed_objects=[PlaitChatModel]) round-trips "
+                "(test_langchain_adapters.py::test_serialization_round_trips_with_the_class_allowed)")))
+
     @property
     def supports_json_mode(self) -> bool:
         return True

@@ -57,7 +57,7 @@ class TestPlaitRetrieverOverPlaitRetriever(TestPlaitRetrieverHybrid):
     def retriever_constructor_params(self) -> dict:
         from plait.retrievers.bm25 import BM25Retriever
 
-        return {"retriever": BM25Retriever(pets_store().store.bm25, k=2)}
+        return {"retriever": BM25Retriever(pets_store().store.lexical_index, k=2)}
 
     @property
     def retriever_query_example(self) -> str:

@@ -31,11 +31,24 @@ from pydantic import Field, PrivateAttr, model_validator
 from plait.interop.langchain.convert import to_lc_document
 from plait.interop.langchain.vectorstore import PlaitVectorStore
 from plait.retrievers.base import Retriever
+from plait.retrievers.chroma import ChromaStore
 from plait.runnable import Runnable
 
 SEARCH_TYPES = ("hybrid", "similarity", "mmr", "bm25")
-_STORE_KINDS = {"hybrid": "hybrid", "similarity": "dense", "mmr": "mmr", "bm25": "bm25"}
 _CALL_OPTIONS = ("filter", "score_threshold")
+
+
+def _store_retriever(store: ChromaStore, search_type: str, k: int, options: dict[str, Any]) -> Retriever:
+    """The plait retriever of ``search_type`` over ``store`` (opens nothing until the first query)."""
+    from plait.retrievers.bm25 import BM25Retriever
+    from plait.retrievers.dense import DenseRetriever
+    from plait.retrievers.hybrid import HybridRetriever
+
+    if search_type == "hybrid":
+        return HybridRetriever(DenseRetriever(store), BM25Retriever(store.lexical_index), k=k, **options)
+    if search_type == "bm25":
+        return BM25Retriever(store.lexical_index, k=k, **options)
+    return DenseRetriever(store, k=k, search="mmr" if search_type == "mmr" else "similarity", **options)
 
 
 class PlaitRetriever(BaseRetriever):
@@ -72,8 +85,7 @@ class PlaitRetriever(BaseRetriever):
         if self.search_type not in SEARCH_TYPES:
             raise ValueError(f"Unknown search_type {self.search_type!r}: use one of {', '.join(SEARCH_TYPES)}")
         assert self.vectorstore is not None
-        store = self.vectorstore.store
-        self._plait = store.as_retriever(_STORE_KINDS[self.search_type], k=self.k, **self.search_kwargs)
+        self._plait = _store_retriever(self.vectorstore.store, self.search_type, self.k, self.search_kwargs)
         return self
 
     def _call(self, kwargs: dict[str, Any]) -> tuple[int, dict[str, Any]]:
