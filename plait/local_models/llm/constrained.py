@@ -371,14 +371,17 @@ _CALL_HEAD = re.compile(r'\{"tool": "([A-Za-z0-9_\-]+)", "arguments": ')
 class ReplyStream:
     """Turns decoded text into chunks: content, or tool calls whose arguments stream as deltas.
 
-    A reply is tool calls when tools are on and it starts with ``{`` or ``[`` (the grammar then
-    holds it to the calls' form, so it can be read while it is written).
+    With tools on, a reply that starts like a call (``[`` or ``{"tool": "``) is tool calls, which
+    the grammar holds to the calls' form, so they can be read while they are written; text that
+    could still become a call is held back until it is clear.
     """
+
+    _HEAD = '{"tool": "'
 
     def __init__(self, tools: list[Tool] | None) -> None:
         self.tools = tools
         self.text = ""
-        self.calls: bool | None = None  # unknown until the first character
+        self.calls: bool | None = None if tools else False  # unknown until the reply's start shows
         self._sent: list[int] = []  # per call: characters of its arguments already sent
 
     def feed(self, piece: str) -> list[AssistantChunk]:
@@ -386,7 +389,13 @@ class ReplyStream:
             return []
         self.text += piece
         if self.calls is None:
-            self.calls = bool(self.tools) and self.text[0] in "{["
+            if self.text.startswith(("[", self._HEAD)):
+                self.calls = True
+            elif self._HEAD.startswith(self.text):
+                return []
+            else:  # text (or a JSON answer that is not a call): everything held back goes out now
+                self.calls = False
+                return [AssistantChunk(content=self.text)]
         if not self.calls:
             return [AssistantChunk(content=piece)]
         deltas = []
@@ -400,10 +409,11 @@ class ReplyStream:
         return [AssistantChunk(tool_call_chunks=deltas)] if deltas else []
 
     def end(self, finish: str | None, usage: Any) -> AssistantChunk:
-        """The last chunk: the finish reason (``tool_calls`` for a complete call) and usage."""
+        """The last chunk: the finish reason (``tool_calls`` for a complete call), usage, held-back text."""
         if self.calls and finish == "stop":
             finish = "tool_calls"
-        return AssistantChunk(finish_reason=finish, usage=usage)
+        held = self.text if self.calls is None else ""
+        return AssistantChunk(content=held, finish_reason=finish, usage=usage)
 
 
 def split_calls(text: str) -> list[tuple[str, str]]:

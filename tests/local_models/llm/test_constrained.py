@@ -134,6 +134,12 @@ def test_tool_call_text_streams_as_argument_deltas() -> None:
     assert split_calls('{"tool": "get_weather", "argum') == []
     text_reply = ReplyStream(TOOLS)
     assert text_reply.feed("Hello")[0].content == "Hello" and text_reply.end("stop", None).finish_reason == "stop"
+    # a JSON answer beside the tools (response_format with tool_choice="auto") is content, not a call
+    json_reply = ReplyStream(TOOLS)
+    assert json_reply.feed('{"t') == [] and json_reply.feed('ool') == []
+    assert json_reply.feed('s": 1}')[0].content == '{"tools": 1}'
+    cut = ReplyStream(TOOLS)
+    assert cut.feed("{") == [] and cut.end("length", None).content == "{"
 
 
 def test_plan_builds_one_grammar_and_refuses_contradictions() -> None:
