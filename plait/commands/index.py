@@ -1,8 +1,10 @@
-"""``plait index show | remove | drop``: what a collection holds, and taking things out of it.
+"""``plait index show | remove | drop | rebuild``: what a collection holds, taking things out of it,
+rebuilding its lexical index.
 
     plait index show docs                      # every ingested file with its chunk count
     plait index remove docs notes/old.md old/  # the chunks of these files (a folder: every file under it)
     plait index drop docs                      # the whole collection, with its BM25 twin and ingest record
+    plait index rebuild docs                   # refill the lexical (BM25) index from the Chroma collection
 
 ``plait ingest`` adds files; these undo it. Nothing here loads a model.
 """
@@ -21,7 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     show = sub.add_parser("show", help="list the files of a collection, with their chunk counts")
     remove = sub.add_parser("remove", help="remove files (or every file under a folder) from a collection")
     drop = sub.add_parser("drop", help="delete a collection entirely")
-    for p in (show, remove, drop):
+    rebuild = sub.add_parser("rebuild", help="rebuild the collection's lexical (BM25) index from its Chroma "
+                                             "collection (never needed after ordinary writes)")
+    for p in (show, remove, drop, rebuild):
         p.add_argument("collection", metavar="COLLECTION")
         p.add_argument("--store", default=None, help="folder of the embedded store (default: the data dir's)")
         p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -104,8 +108,22 @@ def _drop(args: argparse.Namespace, store: Any) -> int:
     return 0
 
 
+def _rebuild(args: argparse.Namespace, store: Any) -> int:
+    import time
+
+    start = time.perf_counter()
+    chunks = store.rebuild_lexical()
+    seconds = time.perf_counter() - start
+    if args.json:
+        print(json.dumps({"collection": args.collection, "lexical_chunks": chunks, "chunks": store.count(),
+                          "seconds": round(seconds, 2)}, indent=2))
+    else:
+        print(f"rebuilt the lexical index of {args.collection!r}: {chunks} chunks in {seconds:.1f} s")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from plait.commands._checks import require_collection
 
     store = require_collection(args, allow_empty=True)
-    return {"show": _show, "remove": _remove, "drop": _drop}[args.action](args, store)
+    return {"show": _show, "remove": _remove, "drop": _drop, "rebuild": _rebuild}[args.action](args, store)

@@ -1,5 +1,5 @@
 # ruff: noqa: F401  (names are re-exported lazily through __getattr__)
-"""Retrieval: the Chroma store with its BM25 twin, every retriever (dense, BM25, hybrid, multi-query,
+"""Retrieval: the Chroma store with its lexical (BM25) twin, every retriever (dense, BM25, hybrid, multi-query,
 the relevance gate; the contract is in :mod:`plait.retrievers.base`), rank fusion, loaders,
 splitters and incremental ingestion.
 
@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from plait.defaults import default_retriever, default_store
     from plait.retrievers.base import Hit, Retriever, matches, to_retriever
-    from plait.retrievers.bm25 import BM25Index, BM25Retriever
+    from plait.retrievers.bm25 import BM25Retriever
     from plait.retrievers.chroma import ChromaStore
     from plait.retrievers.dense import DenseRetriever
     from plait.retrievers.factory import store_retriever
     from plait.retrievers.fusion import fuse, fuse_documents
     from plait.retrievers.hybrid import HybridRetriever
     from plait.retrievers.indexing import Indexer, IngestReport, Skipped, ingest
+    from plait.retrievers.lexical import LexicalIndex
     from plait.retrievers.loaders import JSONLLoader, LoadError, iter_files, load_file
     from plait.retrievers.multi_query import MultiQueryRetriever
     from plait.retrievers.relevance import RelevanceGate
@@ -46,7 +47,6 @@ _LAZY = {
     "Retriever": "plait.retrievers.base",
     "matches": "plait.retrievers.base",
     "to_retriever": "plait.retrievers.base",
-    "BM25Index": "plait.retrievers.bm25",
     "BM25Retriever": "plait.retrievers.bm25",
     "ChromaStore": "plait.retrievers.chroma",
     "DenseRetriever": "plait.retrievers.dense",
@@ -58,6 +58,7 @@ _LAZY = {
     "IngestReport": "plait.retrievers.indexing",
     "Skipped": "plait.retrievers.indexing",
     "ingest": "plait.retrievers.indexing",
+    "LexicalIndex": "plait.retrievers.lexical",
     "JSONLLoader": "plait.retrievers.loaders",
     "LoadError": "plait.retrievers.loaders",
     "iter_files": "plait.retrievers.loaders",

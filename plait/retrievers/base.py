@@ -235,8 +235,8 @@ class KeywordIndex(Protocol):
     """What a store needs from its lexical (keyword) side, kept in step with its vectors: writes,
     ``hits`` (as :meth:`Retriever.hits`), and reads by chunk id (``metadata`` from memory, for fusion).
 
-    :class:`plait.retrievers.bm25.BM25Index` implements it; :class:`~plait.retrievers.bm25.BM25Retriever`
-    searches any of them.
+    :class:`plait.retrievers.lexical.LexicalIndex` implements it (the store's default);
+    :class:`~plait.retrievers.bm25.BM25Retriever` searches any of them.
     """
 
     def upsert(self, ids: Sequence[str], texts: Sequence[str],

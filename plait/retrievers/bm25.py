@@ -1,28 +1,21 @@
-"""BM25 lexical search with ``bm25s``, persisted in SQLite and kept in sync on upsert and delete.
+"""The BM25 retriever over a store's lexical side, and the bm25s index it replaced (a benchmark baseline).
 
-Texts are tokenized the way Lucene's English analyzer does it, roughly: lower-cased word tokens,
-English stopwords removed, Snowball (Porter 2) stemming. The tokens of every chunk live in a
-SQLite table (beside the Chroma collection, see :class:`plait.retrievers.chroma.ChromaStore`);
-the ``bm25s`` index is rebuilt from them on the first search after a change, also when another
-process changed the table (a generation counter in the same file tells).
+:class:`BM25Retriever` searches any :class:`~plait.retrievers.base.KeywordIndex`; a
+:class:`~plait.retrievers.chroma.ChromaStore`'s is a :class:`~plait.retrievers.lexical.LexicalIndex`
+(tantivy, passages of whole documents, updated in O(changed)).
 
-Passages of whole documents, not single chunks, are scored: BM25 has no length limit, and
-chunking cuts a document's evidence apart. The chunks a splitter made from one document (see
-:func:`~plait.retrievers.base.document_key`) are joined back (their character offsets undo the
-overlap) into passages of up to ``window`` consecutive chunks (default 4): the whole document
-when it is no longer, else near-equal runs of chunks, so one long file still gives many passages.
-Each hit is a passage, carried by its best chunk (by the chunk's own BM25 score; the first chunk
-when no chunk alone matches) with the passage's score. Chunks without ``chunk`` metadata are
-passages of their own; ``window=1`` scores chunks. Defaults ``k1=0.9, b=0.4`` are Anserini's.
-Measurements: ``docs/retrieval.md``.
-
-:class:`BM25Index` implements the store's lexical side (:class:`~plait.retrievers.base.KeywordIndex`);
-:class:`BM25Retriever` searches any such index.
+:class:`BM25Index` is the index plait used before: ``bm25s`` over tokens kept in SQLite, rebuilt in
+full on the first search after any change. Nothing in plait opens it any more; it stays as the
+"bm25s (today)" baseline of ``benchmarks/lexical_engines.py`` and needs the ``bench`` extra
+(``bm25s``, ``PyStemmer``). It scores passages the same way (:func:`~plait.retrievers.lexical.partition`
+of a document's chunks, joined by :func:`~plait.retrievers.lexical.join_chunks`), with Anserini's
+``k1=0.9, b=0.4``. Measurements: ``docs/retrieval.md``.
 
 Example::
 
-    from plait.retrievers.bm25 import BM25Index, BM25Retriever
-    index = BM25Index()                                   # in memory; pass a path to persist
+    from plait.retrievers.bm25 import BM25Retriever
+    from plait.retrievers.lexical import LexicalIndex
+    index = LexicalIndex()                                # in memory; pass a directory to persist
     index.upsert(["1", "2"], ["Cats purr when happy.", "Dogs bark at strangers."])
     BM25Retriever(index, k=1).invoke("why do cats purr")[0].content
 """
@@ -39,10 +32,13 @@ from typing import Any
 from plait.defaults import require
 from plait.messages import Document
 from plait.retrievers.base import Filter, Hit, KeywordIndex, Retriever, document_key, matches
+from plait.retrievers.lexical_engine import join_chunks, partition
 
 
 class BM25Index:
-    """A BM25 index over chunks (id, text, metadata), stored in SQLite (``path``) or in memory.
+    """The former lexical side (bm25s, rebuilt on the first search after a change); a benchmark baseline.
+
+    Chunks (id, text, metadata) are stored in SQLite (``path``) or in memory.
 
     Args:
         path: SQLite file; ``None`` keeps everything in memory.
@@ -106,11 +102,11 @@ class BM25Index:
 
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         """The tokens BM25 sees: lower-cased words, stopwords removed, stemmed."""
-        require("bm25s", "chroma", "bm25s")
+        require("bm25s", "bench", "bm25s")
         import bm25s
 
         if self.stemmer_language and self._stemmer is None:
-            require("Stemmer", "chroma", "PyStemmer")
+            require("Stemmer", "bench", "PyStemmer")
             import Stemmer
 
             self._stemmer = Stemmer.Stemmer(self.stemmer_language)
@@ -204,9 +200,7 @@ class BM25Index:
         self._members = []
         for members in groups.values():
             members.sort(key=lambda n: _text_order(self._metas[n]))
-            parts = -(-len(members) // self.window)  # near-equal runs of at most `window` chunks
-            bounds = [round(i * len(members) / parts) for i in range(parts + 1)]
-            self._members += [members[bounds[i]:bounds[i + 1]] for i in range(parts)]
+            self._members += [list(run) for run in partition(members, self.window)]  # near-equal runs
         passage_tokens: list[list[str]] = []
         joined: list[tuple[int, str]] = []  # passages of several chunks: their text, to tokenize again
         for d, members in enumerate(self._members):
@@ -293,28 +287,6 @@ def _top(scores: Any, k: int) -> list[int]:
 def _text_order(meta: Mapping[str, Any]) -> tuple[int, int]:
     start, chunk = meta.get("start"), meta.get("chunk")
     return (start if isinstance(start, int) else -1, chunk if isinstance(chunk, int) else -1)
-
-
-def join_chunks(contents: Sequence[str], metadatas: Sequence[Mapping[str, Any]]) -> str:
-    """One document's text again from its chunks (given in text order), overlaps taken once.
-
-    Chunks carry the character offsets ``start`` of their text in the document; where they are
-    missing, the chunks are joined as they are (an overlap then counts twice).
-    """
-    parts: list[str] = []
-    end: int | None = None  # where the text joined so far ends, in document offsets
-    for text, meta in zip(contents, metadatas, strict=True):
-        start = meta.get("start")
-        if not isinstance(start, int):
-            parts.append(text)
-            continue
-        if end is not None and start < end:
-            text = text[end - start:]  # drop the overlap with what is already there
-            start = end
-        if text:
-            parts.append(text)
-            end = start + len(text)
-    return " ".join(parts)
 
 
 class BM25Retriever(Retriever):

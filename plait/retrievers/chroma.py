@@ -8,13 +8,17 @@ Three ways to open one, same API:
 - ``ChromaStore.http("docs", host="127.0.0.1", port=8000)``: a Chroma server (``chroma run``),
   the path past one machine.
 
-Every write goes to Chroma and to a BM25 index over the same chunks (``store.bm25``, any
-:class:`~plait.retrievers.base.KeywordIndex`: :class:`~plait.retrievers.bm25.BM25Index` by default),
-so lexical and hybrid search always see what dense search sees. The BM25 table and the ingestion
-record live in a "sidecar" SQLite file beside the collection: ``<path>/plait/<collection>.sqlite``
-for the embedded store, ``$PLAIT_HOME/chroma-servers/<host>_<port>/<collection>.sqlite`` for a
-server, in memory for the in-memory store. If the two ever disagree in size (the sidecar was
-deleted, another client wrote to the server), the lexical side is rebuilt from Chroma on first use.
+Every write goes to Chroma and to a lexical (BM25) index over the same chunks (``store.bm25``, any
+:class:`~plait.retrievers.base.KeywordIndex`: :class:`~plait.retrievers.lexical.LexicalIndex` by
+default, updated in O(changed) by every write), so lexical and hybrid search always see what dense
+search sees. The lexical index is a directory beside the collection: ``<path>/plait/<collection>.lexical/``
+for the embedded store, ``$PLAIT_HOME/chroma-servers/<host>_<port>/<collection>.lexical/`` for a
+server, in memory for the in-memory store; the ingestion record lives in the "sidecar" SQLite file
+beside it (``<collection>.sqlite``). Another process's writes to the same directory are seen at its
+next query. The index is refilled from Chroma only when asked (:meth:`ChromaStore.rebuild_lexical`,
+``plait index rebuild COLLECTION``) or when, on first use in a process, its chunk count differs
+from Chroma's (a missing or damaged index, e.g. a store from before this index existed, or another
+client writing to a server without this index).
 
 Vectors are compared by cosine; ``Document.score`` is the cosine similarity (1 = same direction).
 Constructors and :meth:`ChromaStore.as_retriever` open nothing: the client, the collection and
@@ -44,7 +48,8 @@ from typing import TYPE_CHECKING, Any
 from plait.defaults import require
 from plait.messages import Document
 from plait.retrievers.base import Filter, Hit, KeywordIndex, Retriever, document_id, to_chroma_where
-from plait.retrievers.bm25 import BM25Index, BM25Retriever
+from plait.retrievers.bm25 import BM25Retriever
+from plait.retrievers.lexical import LexicalIndex
 
 if TYPE_CHECKING:
     from plait.embeddings import Embeddings
@@ -77,8 +82,9 @@ class ChromaStore:
         embeddings: an :class:`plait.embeddings.Embeddings`; default the bundled MiniLM.
         path: the embedded store's folder; default ``plait.defaults.chroma_dir()``.
         client: an existing chromadb client to use instead (then give ``sidecar`` too, or None
-            for an in-memory BM25 table).
-        sidecar: the SQLite file for BM25 and the ingestion record (default: see module docstring).
+            for an in-memory lexical index).
+        sidecar: the SQLite file of the ingestion record (default: see module docstring); the
+            lexical index is the directory beside it, ``<sidecar stem>.lexical``.
         bm25: keep the lexical twin (needed by the BM25 and hybrid retrievers).
     """
 
@@ -100,7 +106,8 @@ class ChromaStore:
         if sidecar is None and self.mode == "persistent":
             sidecar = self._persistent_path() / "plait" / f"{collection}.sqlite"
         self.sidecar = str(sidecar) if sidecar is not None else None
-        self.bm25: KeywordIndex | None = BM25Index(self.sidecar) if bm25 else None
+        self.lexical_dir = Path(sidecar).with_suffix(".lexical") if sidecar is not None else None
+        self.bm25: KeywordIndex | None = LexicalIndex(self.lexical_dir) if bm25 else None
         self._synced = False
         self._batch: int | None = None
 
@@ -186,7 +193,10 @@ class ChromaStore:
             return self._collection
 
     def lexical_index(self) -> KeywordIndex:
-        """The lexical side, brought in line with Chroma on first use (see the module docstring)."""
+        """The lexical side. On its first use in this object its chunk count is checked against
+        Chroma's once, and a missing or damaged index is refilled from Chroma; after that every
+        write keeps it in line (this process's through the store, other processes' through the
+        shared index directory), so no later query checks or rebuilds anything."""
         if self.bm25 is None:
             raise ValueError(f"{self!r} was opened with bm25=False; open it with bm25=True for lexical search")
         with self._lock:
@@ -196,8 +206,20 @@ class ChromaStore:
                 self._synced = True
         return self.bm25
 
+    def rebuild_lexical(self) -> int:
+        """Refill the lexical index from Chroma, whatever it holds now (``plait index rebuild``).
+
+        Returns: the chunks indexed.
+        """
+        if self.bm25 is None:
+            raise ValueError(f"{self!r} was opened with bm25=False; there is no lexical index to rebuild")
+        with self._lock:
+            self._rebuild_lexical(self.bm25)
+            self._synced = True
+            return self.bm25.count()
+
     def _rebuild_lexical(self, lexical: KeywordIndex) -> None:
-        """Refill the lexical index from Chroma (the sidecar was lost or another client wrote)."""
+        """Refill the lexical index from Chroma (clear, then add every chunk in batches)."""
         lexical.clear()
         batch = 1000
         offset = 0

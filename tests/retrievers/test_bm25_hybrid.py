@@ -1,4 +1,4 @@
-"""BM25 (stemming, stopwords, sync, persistence across processes) and hybrid fusion."""
+"""BM25 on the store's lexical index (stemming, stopwords, sync, persistence across processes) and hybrid fusion."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import pytest
 
 from plait.messages import Document
 from plait.retrievers.base import Hit, Retriever, document_key, matches, to_chroma_where
-from plait.retrievers.bm25 import BM25Index, BM25Retriever
+from plait.retrievers.bm25 import BM25Retriever
 from plait.retrievers.fusion import first_documents, fuse, fuse_documents
 from plait.retrievers.hybrid import HybridRetriever
+from plait.retrievers.lexical import LexicalIndex
+from plait.retrievers.lexical_engine import analyzer
 
 
 def test_stemming_and_stopwords():
-    index = BM25Index()
-    [tokens] = index.tokenize(["The runners are running quickly"])
+    index = LexicalIndex()
+    tokens = analyzer().analyze("The runners are running quickly")
     assert tokens == ["runner", "run", "quick"]  # "the", "are" are stopwords; the rest stemmed
     index.upsert(["a", "b"], ["She runs every morning.", "The cat is on the mat."])
     assert [d.id for d in index.search("running")] == ["a"]
@@ -22,7 +24,7 @@ def test_stemming_and_stopwords():
 
 
 def test_upsert_replace_delete_and_filter():
-    index = BM25Index()
+    index = LexicalIndex()
     index.upsert(["1", "2", "3"], ["red apples", "green apples", "red cars"],
                  [{"kind": "fruit"}, {"kind": "fruit"}, {"kind": "car"}])
     hits = index.search("red apples", k=3)
@@ -37,14 +39,14 @@ def test_upsert_replace_delete_and_filter():
 
 
 def test_persisted_and_seen_by_another_instance(tmp_path):
-    path = tmp_path / "side.sqlite"
-    a = BM25Index(path)
+    path = tmp_path / "side.lexical"
+    a = LexicalIndex(path)
     a.upsert(["x"], ["quantum entanglement"])
-    b = BM25Index(path)  # e.g. a server process reading what an ingest process wrote
+    b = LexicalIndex(path)  # e.g. a server process reading what an ingest process wrote
     assert [d.id for d in b.search("entangled")] == ["x"]
     a.upsert(["y"], ["classical mechanics"])
     a.delete(["x"])
-    assert [d.id for d in b.search("mechanics entanglement")] == ["y"]  # b notices and rebuilds
+    assert [d.id for d in b.search("mechanics entanglement")] == ["y"]  # b sees a's commits at its next query
 
 
 def test_filter_language():
@@ -203,7 +205,7 @@ def test_candidates_without_a_bm25_twin_come_from_chroma(embeddings):
 
 
 def test_join_chunks_gives_the_document_back():
-    from plait.retrievers.bm25 import join_chunks
+    from plait.retrievers.lexical import join_chunks
     from plait.retrievers.splitters import RecursiveCharacterSplitter
 
     text = ("Vitamin D is made in the skin and helps the body absorb calcium; bones need calcium "
@@ -240,16 +242,16 @@ DOCS = {
 
 
 def test_bm25_scores_whole_documents_and_returns_their_best_chunk():
-    chunks = BM25Index(window=1)
+    chunks = LexicalIndex(window=1)
     _split_doc(chunks, DOCS)
     by_chunk = [h.id for h in chunks.hits("vitamin bone density", k=5)]
     assert {"a0", "a1"} <= set(by_chunk)  # chunk level: each chunk of document a on its own
-    docs = BM25Index()  # window=4: a document of up to 4 chunks is one passage
+    docs = LexicalIndex()  # window=4: a document of up to 4 chunks is one passage
     _split_doc(docs, DOCS)
     hits = docs.hits("vitamin bone density", k=5)
     assert [h.id for h in hits] == ["a1", "b0"]  # one hit per document; a's best chunk carries it
     # document a's score is that of its joined text, scored as one document
-    whole = BM25Index(window=1)
+    whole = LexicalIndex(window=1)
     whole.upsert(["a", "b", "c", "d"], [" ".join(p) for p in DOCS.values()])
     assert hits[0].score == pytest.approx(whole.hits("vitamin bone density", k=1)[0].score)
     # a filter on a chunk's fields: the document counts through its chunks that pass
@@ -259,11 +261,11 @@ def test_bm25_scores_whole_documents_and_returns_their_best_chunk():
     docs.delete(["a1"])  # kept in sync: document a is now its first chunk alone
     assert [h.id for h in docs.hits("bone density", k=5)] == []
     with pytest.raises(ValueError, match="window"):
-        BM25Index(window=0)
+        LexicalIndex(window=0)
 
 
 def test_a_long_document_gives_several_passages():
-    index = BM25Index(window=4)
+    index = LexicalIndex(window=4)
     words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
     _split_doc(index, {"x": [f"{w} filler text here" for w in words], "y": ["unrelated words only"]})
     assert [h.id for h in index.hits("zeta", k=5)] == ["x5"]  # passage x4..x7, its best chunk
