@@ -113,7 +113,7 @@ class FakeEmbeddings:
 # the store is opened without its own twin and a LexicalIndex is put in its place, which is what
 # the wiring will do inside the store (every write goes to both; the bm25 and hybrid retrievers
 # search it). Nothing else in this script changes.
-WIRED = False
+WIRED = True
 
 
 def open_store(path: Path, embeddings: Any) -> tuple[Any, Path]:
