@@ -43,7 +43,7 @@ class TestPlaitChatModelLocal(_LocalSuite):
     pass
 
 
-@quick("test_invoke", "test_stream", "test_usage_metadata", "test_stop_sequence", "test_tool_calling",
-       "test_structured_output")
+@quick("test_invoke", "test_stream", "test_usage_metadata", "test_stop_sequence", "test_tool_calling[model0]",
+       "test_structured_output[pydantic]", "test_structured_output[json_schema]")
 class TestPlaitChatModelLocalQuick(_LocalSuite):
     pass

@@ -102,6 +102,6 @@ class TestPlaitChatModelServed(_ServedSuite):
     pass
 
 
-@quick("test_invoke", "test_stream", "test_tool_calling", "test_structured_output")
+@quick("test_invoke", "test_stream[model0]", "test_tool_calling[model0]", "test_structured_output[pydantic]")
 class TestPlaitChatModelServedQuick(_ServedSuite):
     pass
