@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from plait.chat_model import ChatModel, ChatOptions
+    from plait.compose import Assign, Branch, Parallel, RunnableSequence
     from plait.messages import (
         AssistantChunk,
         AssistantMessage,
@@ -37,31 +38,21 @@ if TYPE_CHECKING:
         MissingVariableError,
         PromptTemplate,
     )
-    from plait.runnable import (
-        Assign,
-        Branch,
-        Fallbacks,
-        Lambda,
-        Parallel,
-        Passthrough,
-        Retry,
-        Runnable,
-        RunnableSequence,
-        coerce,
-    )
+    from plait.runnable import Lambda, Passthrough, Runnable, coerce
     from plait.tools import Tool, tool
+    from plait.wrappers import Fallbacks, Retry
 
 _LAZY: dict[str, str] = {
-    "Assign": "plait.runnable",
+    "Assign": "plait.compose",
     "AssistantChunk": "plait.messages",
     "AssistantMessage": "plait.messages",
-    "Branch": "plait.runnable",
+    "Branch": "plait.compose",
     "ChatModel": "plait.chat_model",
     "ChatOptions": "plait.chat_model",
     "ChatPromptTemplate": "plait.prompts",
     "ChatPromptValue": "plait.messages",
     "Document": "plait.messages",
-    "Fallbacks": "plait.runnable",
+    "Fallbacks": "plait.wrappers",
     "FewShotChatPromptTemplate": "plait.prompts",
     "FewShotPromptTemplate": "plait.prompts",
     "ImageResult": "plait.messages",
@@ -71,14 +62,14 @@ _LAZY: dict[str, str] = {
     "MessagesPlaceholder": "plait.prompts",
     "MissingVariableError": "plait.prompts",
     "OutputParserError": "plait.parsers",
-    "Parallel": "plait.runnable",
+    "Parallel": "plait.compose",
     "Passthrough": "plait.runnable",
     "ProgressEvent": "plait.messages",
     "PromptTemplate": "plait.prompts",
     "PydanticOutputParser": "plait.parsers",
-    "Retry": "plait.runnable",
+    "Retry": "plait.wrappers",
     "Runnable": "plait.runnable",
-    "RunnableSequence": "plait.runnable",
+    "RunnableSequence": "plait.compose",
     "StrOutputParser": "plait.parsers",
     "StringPromptValue": "plait.messages",
     "SystemMessage": "plait.messages",

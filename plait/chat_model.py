@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from plait import prompted_tools as pt
+from plait._bridge import iter_in_thread
 from plait.messages import AssistantChunk, AssistantMessage, Message, ToolCallChunk, to_messages
-from plait.runnable import Runnable, _iter_in_thread
+from plait.runnable import Runnable
 from plait.tools import Tool, to_tool
 
 if TYPE_CHECKING:
@@ -199,7 +200,7 @@ class ChatModel(Runnable[Any, AssistantMessage]):
         return await asyncio.get_running_loop().run_in_executor(None, lambda: ctx.run(self._generate, messages, options))
 
     async def _astream(self, messages: list[Message], options: dict[str, Any]) -> AsyncIterator[AssistantChunk]:
-        async for chunk in _iter_in_thread(lambda: self._stream(messages, options)):
+        async for chunk in iter_in_thread(lambda: self._stream(messages, options)):
             yield chunk
 
     # --- the Runnable side -----------------------------------------------------------------------

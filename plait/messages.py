@@ -1,4 +1,4 @@
-"""Data types that cross boundaries: messages, chunks, documents, prompt values, image results.
+"""Data types that cross boundaries: messages, chunks (and ``add_chunks``), documents, prompt values, image results.
 
 All are pydantic models, so they validate, serialize (``model_dump``/``model_dump_json``) and
 round-trip through the server and LangChain interop unchanged.
@@ -175,6 +175,25 @@ class AssistantChunk(_Model):
             calls.append(ToolCall(id=c.id or f"call_{c.index}", name=c.name or "", arguments=args))
         return AssistantMessage(content=self.content, tool_calls=calls, usage=self.usage,
                                 finish_reason=self.finish_reason, model=self.model, id=self.id)
+
+
+def add_chunks(total: Any, chunk: Any) -> Any:
+    """Add stream chunks up: strings and chunk types by ``+``, dicts key by key, else the last wins."""
+    if total is None:
+        return chunk
+    if isinstance(total, dict) and isinstance(chunk, dict):
+        merged = dict(total)
+        for key, value in chunk.items():
+            merged[key] = add_chunks(merged.get(key), value)
+        return merged
+    if isinstance(total, str) and isinstance(chunk, str):
+        return total + chunk
+    if hasattr(total, "__add__") and not isinstance(total, (int, float, list, tuple, bool)):
+        try:
+            return total + chunk
+        except TypeError:
+            return chunk
+    return chunk
 
 
 class Document(_Model):

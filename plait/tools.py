@@ -255,8 +255,8 @@ class Tool(Runnable[Any, Any]):
         if self.func is None:
             raise TypeError(f"Tool {self.name!r} has no function to run; it only describes a schema")
         if inspect.iscoroutinefunction(self.func):
-            from plait.runnable import _run_coroutine
-            return _run_coroutine(self.func(**args))
+            from plait._bridge import run_coroutine
+            return run_coroutine(self.func(**args))
         return self.func(**args)
 
     async def ainvoke(self, input: Any, **kwargs: Any) -> Any:

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from plait import Lambda, Parallel, Passthrough, StrOutputParser
 from plait.fake import FakeChatModel
-from plait.runnable import Runnable, add_chunks
+from plait.messages import add_chunks
+from plait.runnable import Runnable
+from plait.tracing import Tracer, tracing
 
 
 def _add(n):
@@ -89,6 +91,18 @@ def test_streamed_model_tokens_add_up(replies):
     chain2 = FakeChatModel(replies) | StrOutputParser()
     for _ in replies:
         assert "".join(chain.stream("x")) == chain2.invoke("x")
+
+
+@SETTINGS
+@given(chains, ints)
+def test_tracing_changes_no_result(chain, x):
+    async def run():
+        return await chain.ainvoke(x), [c async for c in chain.astream(x)]
+
+    plain = chain.invoke(x), list(chain.stream(x)), chain.batch([x, x + 1]), asyncio.run(run())
+    with tracing(Tracer()):
+        traced = chain.invoke(x), list(chain.stream(x)), chain.batch([x, x + 1]), asyncio.run(run())
+    assert traced == plain
 
 
 class _Failing(Runnable[int, int]):

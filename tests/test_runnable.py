@@ -8,7 +8,18 @@ import time
 
 import pytest
 
-from plait import Assign, Branch, Lambda, Parallel, Passthrough, Runnable, RunnableSequence, coerce
+from plait import (
+    Assign,
+    Branch,
+    ChatPromptTemplate,
+    Lambda,
+    Parallel,
+    Passthrough,
+    Runnable,
+    RunnableSequence,
+    StrOutputParser,
+    coerce,
+)
 
 
 class Add(Runnable[int, int]):
@@ -53,24 +64,26 @@ def test_coerce_rejects_non_steps():
 
 
 def test_parallel_runs_branches_concurrently():
-    def slow(x):
-        time.sleep(0.3)
+    meet = threading.Barrier(3, timeout=10)  # passes only when all three branches wait at once
+
+    def branch(x):
+        meet.wait()
         return x
 
-    par = Parallel(a=slow, b=slow, c=slow)
-    t = time.perf_counter()
-    assert par.invoke(1) == {"a": 1, "b": 1, "c": 1}
-    assert time.perf_counter() - t < 0.75
+    assert Parallel(a=branch, b=branch, c=branch).invoke(1) == {"a": 1, "b": 1, "c": 1}
 
 
 async def test_parallel_async_runs_branches_concurrently():
-    async def slow(x):
-        await asyncio.sleep(0.3)
+    arrived, everyone = [0], asyncio.Event()
+
+    async def branch(x):
+        arrived[0] += 1
+        if arrived[0] == 2:
+            everyone.set()
+        await asyncio.wait_for(everyone.wait(), 10)  # only returns once both branches are running
         return x * 2
 
-    t = time.perf_counter()
-    assert await Parallel(a=slow, b=slow).ainvoke(2) == {"a": 4, "b": 4}
-    assert time.perf_counter() - t < 0.55
+    assert await Parallel(a=branch, b=branch).ainvoke(2) == {"a": 4, "b": 4}
 
 
 def test_async_function_lambda_works_sync_and_async():
@@ -271,3 +284,186 @@ async def test_async_generator_lambda():
     step = Lambda(agen)
     assert [c async for c in step.astream("abc")] == ["a", "b", "c"]
     assert step.invoke("abc") == "abc"
+
+
+# --- one options contract: a composition takes no options, a wrapper passes them on ---------------
+COMPOSITIONS = {
+    "sequence": lambda: Add(1) | Add(2),
+    "parallel": lambda: Parallel(a=Add(1), b=Add(2)),
+    "assign": lambda: Assign(y=lambda d: 1),
+    "branch": lambda: Branch((lambda x: True, Add(1)), default=Add(2)),
+    "passthrough": lambda: Passthrough(),
+}
+
+
+async def _agen(x):
+    yield x
+
+
+def _calls(step):
+    """Every way to call a step, each with an option (sync ones run, async ones awaited)."""
+    return {
+        "invoke": lambda: step.invoke({}, extra=1),
+        "ainvoke": lambda: asyncio.run(step.ainvoke({}, extra=1)),
+        "stream": lambda: list(step.stream({}, extra=1)),
+        "astream": lambda: asyncio.run(_drain(step.astream({}, extra=1))),
+        "transform": lambda: list(step.transform(iter([{}]), extra=1)),
+        "atransform": lambda: asyncio.run(_drain(step.atransform(_agen({}), extra=1))),
+        "batch": lambda: step.batch([{}, {}], extra=1),
+        "abatch": lambda: asyncio.run(step.abatch([{}, {}], extra=1)),
+    }
+
+
+async def _drain(chunks):
+    return [c async for c in chunks]
+
+
+@pytest.mark.parametrize("kind", sorted(COMPOSITIONS))
+@pytest.mark.parametrize("method", ["invoke", "ainvoke", "stream", "astream", "transform", "atransform",
+                                    "batch", "abatch"])
+def test_every_composition_rejects_options_it_cannot_pass_on(kind, method):
+    step = COMPOSITIONS[kind]()
+    with pytest.raises(TypeError, match=r"takes no call options \(got extra\).*\.bind\(extra="):
+        _calls(step)[method]()
+
+
+@pytest.mark.parametrize("kind", sorted(set(COMPOSITIONS) - {"passthrough"}))
+def test_a_composition_rejects_options_before_any_item_runs(kind):
+    step = COMPOSITIONS[kind]()
+    with pytest.raises(TypeError, match="extra"):
+        step.batch([{}, {}], extra=1, return_exceptions=True)
+    with pytest.raises(TypeError, match="extra"):
+        asyncio.run(step.abatch([{}, {}], extra=1, return_exceptions=True))
+
+
+def test_a_traced_composition_rejects_options_too():
+    from plait.tracing import Tracer, tracing
+
+    with tracing(Tracer()), pytest.raises(TypeError, match="extra"):
+        (Add(1) | Add(2)).invoke(1, extra=3)
+
+
+@pytest.mark.parametrize("wrap", [lambda s: s.bind(extra=0), lambda s: s.with_retry(attempts=2, backoff=0),
+                                  lambda s: Flaky(10**6).with_fallbacks([s])])
+def test_wrappers_pass_options_to_the_wrapped_step(wrap):
+    step = wrap(Add(1))
+    assert step.invoke(1, extra=10) == 12
+    assert asyncio.run(step.ainvoke(1, extra=10)) == 12
+    assert list(step.stream(1, extra=10)) == [12]
+    assert asyncio.run(_drain(step.astream(1, extra=10))) == [12]
+    assert step.batch([1, 2], extra=10) == [12, 13]
+    assert asyncio.run(step.abatch([1, 2], extra=10)) == [12, 13]
+
+
+def test_fallbacks_with_options_are_traced():
+    from plait.tracing import Tracer, tracing
+
+    class Names(Tracer):
+        def __init__(self):
+            self.names = []
+
+        def on_end(self, run):
+            self.names.append(run.name)
+
+    names = Names()
+    with tracing(names):
+        assert (Lambda(lambda x: x) | Flaky(1).with_fallbacks([Add(1)])).invoke(1) == 2
+        assert Flaky(1).with_fallbacks([Add(1)]).invoke(1, extra=1) == 3
+    assert names.names.count("Add") == 2
+
+
+# --- warm_up reaches every part ------------------------------------------------------------------
+class Warm(Add):
+    def __init__(self, n=0):
+        super().__init__(n)
+        self.warmed = 0
+
+    def warm_up(self):
+        self.warmed += 1
+
+
+def test_warm_up_reaches_the_parts_of_every_container():
+    from plait.tracing import Tracer
+
+    w = [Warm() for _ in range(12)]
+    cond = Lambda(lambda x: True)
+    chain = (w[0] | Parallel(a=w[1], b=Assign(c=w[2]))
+             | Branch((w[3], w[4]), default=w[5])
+             | w[6].bind(extra=1) | w[7].with_retry() | w[8].with_fallbacks([w[9]])
+             | w[10].with_tracing(Tracer()) | Branch((cond, Passthrough()), default=w[11]))
+    chain.warm_up()
+    assert [x.warmed for x in w] == [1] * 12
+    (ChatPromptTemplate.from_messages([("user", "{q}")]) | StrOutputParser()).warm_up()  # leaves: no-ops
+    assert chain.substeps()[0] is w[0] and Lambda(len).substeps() == ()
+
+
+# --- the thread bridge ---------------------------------------------------------------------------
+def test_parallel_stream_stops_its_branches_when_the_consumer_leaves():
+    stopped = threading.Event()
+
+    def endless(chunks):
+        try:
+            i = 0
+            for _ in chunks:
+                while True:
+                    yield i
+                    i += 1
+        finally:
+            stopped.set()
+
+    chunks = Parallel(a=endless, b=lambda x: x).stream(0)
+    assert len([c for _, c in zip(range(5), chunks, strict=False)]) == 5
+    chunks.close()
+    assert stopped.wait(10)
+
+
+async def test_astream_of_a_sync_stream_stops_its_thread_when_the_consumer_leaves():
+    stopped = threading.Event()
+
+    class Endless(Runnable[int, int]):
+        def invoke(self, input, **kwargs):
+            return input
+
+        def stream(self, input, **kwargs):
+            try:
+                while True:
+                    yield input
+            finally:
+                stopped.set()
+
+    chunks = Endless().astream(1)
+    assert [await chunks.__anext__() for _ in range(3)] == [1, 1, 1]
+    await chunks.aclose()
+    assert await asyncio.to_thread(stopped.wait, 10)
+
+
+@pytest.mark.parametrize("mode", ["stream", "astream"])
+def test_a_failing_branch_fails_the_parallel_stream(mode):
+    def bad(x):
+        raise KeyError("branch")
+
+    par = Parallel(a=bad, b=lambda x: x)
+    with pytest.raises(KeyError, match="branch"):
+        if mode == "stream":
+            list(par.stream(1))
+        else:
+            asyncio.run(_drain(par.astream(1)))
+
+
+async def test_sync_generator_lambda_in_an_async_stream_gets_chunks_as_they_come():
+    def double(chunks):
+        for c in chunks:
+            yield c * 2
+
+    async def source():
+        for i in range(4):
+            yield i
+
+    assert [c async for c in Lambda(double).atransform(source())] == [0, 2, 4, 6]
+
+    async def broken():
+        yield 1
+        raise ValueError("source failed")
+
+    with pytest.raises(ValueError, match="source failed"):
+        [c async for c in Lambda(double).atransform(broken())]

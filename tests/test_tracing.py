@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -108,3 +109,100 @@ def test_env_variable_switches_console_tracing_on():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "4"
     assert "[inc]" in out.stderr and "[dbl]" in out.stderr
+
+
+def _trees(text: str) -> list[list[str]]:
+    """The printed trees, each as its lines without timings (``"  [name]"``)."""
+    trees: list[list[str]] = []
+    for line in text.splitlines():
+        if "[" not in line or line.lstrip().startswith(("in:", "out:")):
+            continue
+        name = line[: line.index("]") + 1]
+        if not line.startswith(" "):
+            trees.append([])
+        trees[-1].append(name)
+    return trees
+
+
+def _two_steps():
+    return Lambda(lambda x: x, name="first") | Lambda(str.upper, name="upper")
+
+
+def test_console_tracer_prints_each_input_of_a_batch_as_a_whole_tree():
+    tree = ["[Sequence]", "  [first]", "  [upper]"]
+    buf = io.StringIO()
+    assert _two_steps().with_tracing(ConsoleTracer(file=buf)).batch(["a", "b"]) == ["A", "B"]
+    assert _trees(buf.getvalue()) == [tree, tree]
+    buf = io.StringIO()
+    with tracing(ConsoleTracer(file=buf)):
+        assert _two_steps().batch(["a", "b", "c"]) == ["A", "B", "C"]
+    assert _trees(buf.getvalue()) == [tree] * 3
+
+
+def test_console_tracer_keeps_concurrent_runs_apart():
+    buf = io.StringIO()
+    chain = _two_steps().with_tracing(ConsoleTracer(file=buf))
+    start = threading.Barrier(8, timeout=10)
+
+    def run(i: int) -> None:
+        start.wait()
+        for _ in range(20):
+            assert chain.invoke(f"x{i}") == f"X{i}"
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert _trees(buf.getvalue()) == [["[Sequence]", "  [first]", "  [upper]"]] * 160
+
+
+def test_plait_trace_set_after_import_takes_effect(monkeypatch, capsys):
+    chain = Lambda(lambda x: x + 1, name="inc") | Lambda(lambda x: x * 2, name="dbl")
+    monkeypatch.setenv("PLAIT_TRACE", "1")
+    assert chain.invoke(1) == 4
+    assert _trees(capsys.readouterr().err) == [["[Sequence]", "  [inc]", "  [dbl]"]]
+    monkeypatch.setenv("PLAIT_TRACE", "verbose")
+    chain.invoke(1)
+    assert "out: 4" in capsys.readouterr().err
+    monkeypatch.setenv("PLAIT_TRACE", "0")
+    chain.invoke(1)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_stream_stopped_early_still_ends_its_runs():
+    rec = Recorder()
+    with tracing(rec):
+        chunks = _chain().stream({"q": "x"})
+        assert next(chunks) == "hello"
+        chunks.close()
+    started = {r.run_id for kind, r in rec.events if kind == "start"}
+    ended = {r.run_id for kind, r in rec.events if kind == "end"}
+    assert len(started) == 4 and started == ended
+
+
+def test_stream_runs_have_their_parent_and_tracers_stay_inside_the_run(monkeypatch):
+    from plait.tracing import listening
+
+    monkeypatch.delenv("PLAIT_TRACE", raising=False)
+    rec = Recorder()
+    chunks = _chain().with_tracing(rec).stream({"q": "x"})
+    assert next(chunks) == "hello"
+    assert not listening()  # the generator is paused: its tracers do not leak into the caller
+    assert "".join(chunks) == " big world"
+    ends = {r.name: r for kind, r in rec.events if kind == "end"}
+    root = ends["Sequence"]
+    assert root.parent_id is None
+    assert all(ends[n].parent_id == root.run_id for n in ("ChatPromptTemplate", "FakeChatModel(fake)",
+                                                           "StrOutputParser"))
+
+
+@pytest.mark.parametrize("mode", ["invoke", "stream"])
+def test_a_top_level_dict_of_steps_is_the_root_of_its_tree(mode):
+    rec = Recorder()
+    par = Parallel(a=Lambda(lambda x: x + 1, name="a"), b=Lambda(lambda x: x + 2, name="b"))
+    with tracing(rec):
+        list(par.stream(1)) if mode == "stream" else par.invoke(1)
+    ends = {r.name: r for kind, r in rec.events if kind == "end"}
+    assert ends["Parallel"].parent_id is None
+    assert ends["a"].parent_id == ends["b"].parent_id == ends["Parallel"].run_id

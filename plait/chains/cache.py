@@ -40,8 +40,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from plait.messages import AssistantChunk, AssistantMessage, ToolCallChunk, to_messages
-from plait.runnable import Runnable, add_chunks
+from plait.messages import AssistantChunk, AssistantMessage, ToolCallChunk, add_chunks, to_messages
+from plait.runnable import Runnable
 
 _MISS = object()
 _PRIMITIVES = (str, int, float, bool, type(None))

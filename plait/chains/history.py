@@ -25,8 +25,16 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from plait.messages import AssistantChunk, AssistantMessage, Message, SystemMessage, UserMessage, message_from
-from plait.runnable import Runnable, add_chunks
+from plait.messages import (
+    AssistantChunk,
+    AssistantMessage,
+    Message,
+    SystemMessage,
+    UserMessage,
+    add_chunks,
+    message_from,
+)
+from plait.runnable import Runnable
 
 TokenCounter = Callable[[Sequence[Message]], int]
 

@@ -27,8 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from plait.embeddings import Embeddings
-from plait.messages import AssistantChunk, ImageResult, ToolCallChunk, Usage
-from plait.runnable import add_chunks
+from plait.messages import AssistantChunk, ImageResult, ToolCallChunk, Usage, add_chunks
 from plait.serve.adapters import ChatTarget, Reply, estimate_tokens, piece_from
 from plait.serve.convert import image_b64, jsonable
 from plait.serve.errors import APIError, guarded

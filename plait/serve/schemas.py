@@ -57,8 +57,10 @@ def _hints(func: Any) -> tuple[Any, Any]:
 def io_types(r: Runnable[Any, Any]) -> tuple[Any, Any]:
     """``(input_type, output_type)`` of a runnable; ``UNKNOWN`` where nothing says."""
     from plait.chat_model import ChatModel
+    from plait.compose import Assign, Parallel, RunnableSequence
     from plait.messages import AnyMessage, AssistantMessage
-    from plait.runnable import Assign, Lambda, Parallel, Passthrough, RunnableSequence, _Wrapper
+    from plait.runnable import Lambda, Passthrough
+    from plait.wrappers import _Wrapper
 
     explicit_in = getattr(r, "input_type", UNKNOWN)
     explicit_out = getattr(r, "output_type", UNKNOWN)

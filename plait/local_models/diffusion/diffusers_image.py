@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import queue
 import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from plait._bridge import from_threads
 from plait.defaults import require
 from plait.image_model import ImageModel
 from plait.messages import ImageResult, ProgressEvent
@@ -327,36 +327,22 @@ class DiffusersImageModel(ImageModel):
         return out
 
     def stream(self, input: Any, **kwargs: Any) -> Iterator[Any]:
-        """Yield a ProgressEvent after each denoising step, then the ImageResult."""
+        """Yield a ProgressEvent after each denoising step, then the ImageResult.
+
+        The pipeline runs in a worker thread; a consumer that stops reading stops it at its next step.
+        """
         params = self._params(input, kwargs)
-        events: queue.Queue[Any] = queue.Queue()
         total = params["steps"]
-        done = object()
 
-        def on_step(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            preview = None
-            if "pred_original" in tensors:
-                preview = _to_preview(tensors["pred_original"][0])
-            events.put(ProgressEvent(step=i + 1, total=total, preview=preview))
-            return {}
+        def work(put: Any) -> None:
+            def on_step(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+                preview = _to_preview(tensors["pred_original"][0]) if "pred_original" in tensors else None
+                put(ProgressEvent(step=i + 1, total=total, preview=preview))
+                return {}
 
-        def work() -> None:
-            try:
-                events.put(self._generate([params], on_step)[0])
-            except BaseException as e:  # handed to the consumer, re-raised there
-                events.put(e)
-            events.put(done)
+            put(self._generate([params], on_step)[0])
 
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        while True:
-            item = events.get()
-            if item is done:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-        thread.join()
+        yield from from_threads(work)
 
 
 def _default_size(pipe: Any) -> int:
