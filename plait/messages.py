@@ -178,7 +178,11 @@ class AssistantChunk(_Model):
 
 
 def add_chunks(total: Any, chunk: Any) -> Any:
-    """Add stream chunks up: strings and chunk types by ``+``, dicts key by key, else the last wins."""
+    """Add stream chunks up: strings and chunk types by ``+``, dicts key by key, else the last wins.
+
+    A chunk that cannot be added to what came before (``"abc"`` then ``5``) raises ``TypeError``
+    instead of silently replacing it: a stream that mixes kinds of chunk is a bug in the step.
+    """
     if total is None:
         return chunk
     if isinstance(total, dict) and isinstance(chunk, dict):
@@ -186,13 +190,12 @@ def add_chunks(total: Any, chunk: Any) -> Any:
         for key, value in chunk.items():
             merged[key] = add_chunks(merged.get(key), value)
         return merged
-    if isinstance(total, str) and isinstance(chunk, str):
-        return total + chunk
     if hasattr(total, "__add__") and not isinstance(total, (int, float, list, tuple, bool)):
         try:
             return total + chunk
         except TypeError:
-            return chunk
+            raise TypeError(f"Cannot add a {type(chunk).__name__} chunk to a stream of {type(total).__name__} "
+                            "chunks: a step's stream must yield one kind of chunk") from None
     return chunk
 
 

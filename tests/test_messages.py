@@ -72,3 +72,15 @@ def test_messages_round_trip_through_json():
 def test_extra_fields_are_rejected():
     with pytest.raises(ValueError):
         UserMessage(content="x", bogus=1)
+
+
+def test_add_chunks_refuses_to_drop_what_it_added():
+    import pytest
+
+    from plait.messages import add_chunks
+
+    assert add_chunks("ab", "c") == "abc"
+    assert add_chunks({"a": "x"}, {"a": "y", "b": 1}) == {"a": "xy", "b": 1}
+    assert add_chunks(1, 2) == 2  # values that are not chunks: the last one wins
+    with pytest.raises(TypeError, match="Cannot add a int chunk to a stream of str"):
+        add_chunks("abc", 5)
