@@ -1,7 +1,7 @@
 """Structured output from the bundled local model, with and without grammar-constrained decoding.
 
 120 extraction prompts over 12 schemas (nested objects, enums, arrays, optional fields, numbers,
-``anyOf``), each written from a gold object drawn with a fixed seed ("Extract: Alice is 31 and
+``anyOf``, a nullable enum), each written from a gold object drawn with a fixed seed ("Extract: Alice is 31 and
 lives in Paris." -> ``{"name": "Alice", "age": 31, "city": "Paris"}``), and 24 tool-call prompts
 over three tools. Each prompt runs twice, one after the other so load changes hit both runs alike:
 
@@ -145,6 +145,15 @@ class Pet(BaseModel):
     pet: Cat | Dog
 
 
+class Flight(BaseModel):
+    airline: str
+    number: str
+    origin: str
+    destination: str
+    seats: int
+    seat_class: Literal["economy", "business", "first"] | None = None
+
+
 # --- prompts with gold answers ---------------------------------------------------------------------
 NAMES = ["Alice", "Bob", "Carla", "David", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Liam"]
 SURNAMES = ["Smith", "Garcia", "Chen", "Novak", "Okafor", "Rossi", "Dubois", "Tanaka", "Berg", "Silva"]
@@ -153,12 +162,15 @@ CITIES = [("Paris", "France"), ("Berlin", "Germany"), ("Madrid", "Spain"), ("Rom
 THINGS = ["lamp", "backpack", "kettle", "guitar", "helmet", "notebook", "blender", "jacket", "drone", "chair"]
 FOODS = ["flour", "eggs", "milk", "tomatoes", "basil", "garlic", "rice", "onions", "cheese", "lentils"]
 SKILLS = ["python", "sql", "figma", "negotiation", "kubernetes", "writing"]
+AIRLINES = ["Air France", "Lufthansa", "Iberia", "KLM"]
 
 
 def _cases(r: random.Random) -> list[tuple[type[BaseModel], str, dict[str, Any]]]:
     """One (schema, prompt, gold) per schema, drawn from ``r``."""
     name, other, sur = r.choice(NAMES), r.choice(NAMES), r.choice(SURNAMES)
     (city, country), n = r.choice(CITIES), r.randint(2, 9)
+    other_city, airline = r.choice([c for c, _ in CITIES if c != city]), r.choice(AIRLINES)
+    flight, seat_class = f"{r.choice('ABLU')}{r.choice('AXZ')}{r.randint(100, 999)}", r.choice(["economy", "business", "first"])
     thing, price = r.choice(THINGS), round(r.uniform(5, 500), 2)
     cur, stock = r.choice(list(Currency)), r.random() < 0.5
     year, rating = r.randint(1950, 2023), round(r.uniform(1, 9.5), 1)
@@ -196,8 +208,9 @@ def _cases(r: random.Random) -> list[tuple[type[BaseModel], str, dict[str, Any]]
         (Employee, f"Extract the employee: {name} works as a {role}, reports to {other} and knows "
                    f"{skills[0]} and {skills[1]}.", {"name": name, "role": role, "manager": other, "skills": skills}),
         (Pet, f"Extract: {name} has {pet_text}.", {"owner": name, "pet": pet}),
-        (Weather, f"What is the weather? {city}: {cond}, {temp} {unit}.",
-         {"city": city, "temperature": temp, "unit": unit, "conditions": cond}),
+        (Flight, f"Extract the booking: {airline} flight {flight} from {city} to {other_city}, "
+                 f"{n} seats in {seat_class}.", {"airline": airline, "number": flight, "origin": city, "destination": other_city,
+                                                 "seats": n, "seat_class": seat_class}),
     ]
 
 
@@ -315,7 +328,7 @@ def run(per_schema: int, max_tokens: int) -> dict[str, Any]:
             h, n = 0, len(_leaves(gold))
         hits, total_fields = hits + h, total_fields + n
         print(f"{schema.__name__:10} {'valid' if ok else 'INVALID':>12} {'valid' if free_ok else 'no':>6}  "
-              f"{h}/{n} {out['constrained'][:90]}")
+              f"{h}/{n} {out['constrained'][:80]!r}  free: {out['free'][:40]!r}")
     called = right_tool = 0
     for prompt, want in tool_cases:
         msg = model.bind_tools(tools, tool_choice="required").invoke(prompt, max_tokens=max_tokens)
