@@ -15,7 +15,9 @@ How a request runs: the messages go through the tokenizer's chat template; the p
 against the context window; then a decode loop feeds one token at a time through a KV cache
 (:mod:`plait.local_models.llm.llama_decoder`), picks the next token (greedy unless ``temperature`` is
 set, seeded when ``seed`` is), turns ids into text incrementally and stops at EOS, a stop sequence
-or ``max_tokens``. Each token's text is streamed as it is made.
+or ``max_tokens``. Each token's text is streamed as it is made. Tools, ``response_format``,
+``guided_regex`` and ``guided_choice`` are enforced by a grammar on the logits while decoding
+(:mod:`plait.local_models.llm.constrained`): the answer always has the requested shape.
 
 Weights: ``quantize="auto"`` (default) runs a GGUF whose matrices are 4-bit (like the bundled
 Q4_1 SmolLM2) with its 4-bit weights re-packed for torch's int4 CPU kernel, computing in bfloat16:
