@@ -83,6 +83,7 @@ def test_stream_is_token_by_token_and_adds_up_to_invoke():
         total = total + c
     assert total.answer == chain.invoke("How?").answer
     assert [c.number for c in total.citations] == [1]
+    assert total.usage is not None and total.usage.completion_tokens > 0  # the model's usage streams through
 
 
 async def test_async_matches_sync():
