@@ -13,7 +13,10 @@ Figures: ``valid_rate`` (parses and validates; constrained), ``unconstrained_val
 ``constrained_tok_s`` / ``free_tok_s`` (decode speed: streamed tokens after the first over the
 time after it, so the prompt's prefill is left out), ``speed_ratio`` (constrained / free),
 ``*_e2e_tok_s`` (completion tokens over whole-request time, prefill included: this favours
-longer answers), ``field_accuracy`` (gold leaf values matched, over the constrained answers;
+longer answers), ``constraint_ms_per_token`` and ``constraint_share`` (time in the grammar's
+mask, forced tokens and budget checks, per answer token and as a share of the constrained
+requests' time: these hardly move with the machine's load), ``tokens_per_model_step`` (answer
+tokens over model forward passes, prefill included: forced tokens share a step), ``field_accuracy`` (gold leaf values matched, over the constrained answers;
 strings compared case-insensitively, lists as sets). Greedy decoding. Timings on a shared
 machine are noisy; both modes run back to back on each prompt, alternating which goes first.
 
@@ -284,6 +287,7 @@ def run(per_schema: int, max_tokens: int) -> dict[str, Any]:
     from plait.local_models.llm.transformers_chat import TransformersChatModel
 
     model = TransformersChatModel().load()
+    spent, steps = _instrument(model)
     r = random.Random(17)
     cases = [c for _ in range(per_schema) for c in _cases(r)]
     tools = [get_weather, convert_currency, book_table]
@@ -329,6 +333,7 @@ def run(per_schema: int, max_tokens: int) -> dict[str, Any]:
         hits, total_fields = hits + h, total_fields + n
         print(f"{schema.__name__:10} {'valid' if ok else 'INVALID':>12} {'valid' if free_ok else 'no':>6}  "
               f"{h}/{n} {out['constrained'][:80]!r}  free: {out['free'][:40]!r}")
+    constraint_s, model_steps = spent["s"], steps["n"]  # over the constrained JSON answers
     called = right_tool = 0
     for prompt, want in tool_cases:
         msg = model.bind_tools(tools, tool_choice="required").invoke(prompt, max_tokens=max_tokens)
@@ -346,7 +351,40 @@ def run(per_schema: int, max_tokens: int) -> dict[str, Any]:
             "constrained_tokens": e2e_tokens["constrained"], "free_tokens": e2e_tokens["free"],
             "constrained_e2e_tok_s": round(e2e_tokens["constrained"] / e2e_seconds["constrained"], 1),
             "free_e2e_tok_s": round(e2e_tokens["free"] / e2e_seconds["free"], 1),
+            "constraint_ms_per_token": round(constraint_s * 1e3 / max(1, e2e_tokens["constrained"]), 4),
+            "constraint_share": round(constraint_s / e2e_seconds["constrained"], 4),
+            "tokens_per_model_step": round(e2e_tokens["constrained"] / max(1, model_steps), 3),
             "field_accuracy": round(hits / total_fields, 4)}
+
+
+def _instrument(model: Any) -> tuple[dict[str, float], dict[str, int]]:
+    """Count the time spent in the grammar (mask, forced tokens, advance) and the model steps of
+    constrained requests: figures that the CPU's other load disturbs far less than tokens/s."""
+    from plait.local_models.llm import constrained
+
+    spent, steps = {"s": 0.0}, {"n": 0}
+    for name in ("mask", "advance", "forced"):
+        method = getattr(constrained.Constraint, name)
+
+        def timed(self: Any, *args: Any, _method: Any = method) -> Any:
+            start = time.perf_counter()
+            try:
+                return _method(self, *args)
+            finally:
+                spent["s"] += time.perf_counter() - start
+        setattr(constrained.Constraint, name, timed)
+    engine = model._engine
+    step, forward = engine.decoder.step, engine._decode
+
+    def counted_step(ids: Any) -> Any:
+        steps["n"] += 1
+        return step(ids)
+
+    def decode(ids: Any, budget: int, sampler: Any, stop: Any, constraint: Any) -> Any:
+        engine.decoder.step = counted_step if constraint is not None else step
+        return forward(ids, budget, sampler, stop, constraint)
+    engine._decode = decode
+    return spent, steps
 
 
 def _valid(schema: type[BaseModel], text: str, strict: bool) -> BaseModel | None:
