@@ -168,15 +168,15 @@ class Grammars:
         self._compiled: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         # For closing an answer within max_tokens: tokens that end things, in order of preference,
-        # and each token's length in bytes (made on first use).
+        # and what each token costs (made on first use).
         self.closers = [ids[0] for text in _CLOSERS if len(ids := self.tokenizer.tokenize_str(text)) == 1]
         self.quote = self.tokenizer.tokenize_str('"')[:1]
-        self._lengths: Any = None
+        self._costs: Any = None
 
     def token_costs(self) -> Any:
         """Per token, how little it adds: twice its bytes, plus one if it starts with a letter or digit
         (so a regex's separator wins over one more letter); special tokens cost the most."""
-        if self._lengths is None:
+        if self._costs is None:
             import numpy as np
 
             t, costs = self.tokenizer, np.full(self.vocab_size, 10**6, dtype=np.int64)
@@ -184,8 +184,8 @@ class Grammars:
                 data = b"" if t.is_special_token(i) else t.decode_bytes([i])
                 if data:
                     costs[i] = 2 * len(data) + (data[:1].isalnum())
-            self._lengths = costs
-        return self._lengths
+            self._costs = costs
+        return self._costs
 
     def constraint(self, plan: Plan) -> Constraint:
         """A fresh matcher for ``plan``'s grammar (compiled on first use: ~1 ms; a copy afterwards: ~1 µs)."""
@@ -231,7 +231,7 @@ class Constraint:
     """
 
     def __init__(self, matcher: Any, grammars: Grammars, free_text: bool, json: bool = True) -> None:
-        import torch
+        import numpy as np
 
         self.matcher: Any = matcher
         self.grammars = grammars
@@ -239,8 +239,7 @@ class Constraint:
         self.json = json
         self.started = self.closed = False
         self.vocab_size = grammars.vocab_size
-        self._bits = torch.full(((self.vocab_size + 31) // 32,), -1, dtype=torch.int32)
-        self._bytes = self._bits.numpy().view("uint8")
+        self._bits = np.full((self.vocab_size + 31) // 32, -1, dtype=np.int32)  # the grammar's bitmask
         self._string = (False, False)  # (inside a JSON string, after a backslash) at the end of the answer
         self._ending: list[int] | None = None  # a completion from the current state, when known
         self._near = False  # near the end of the budget: every token is checked
@@ -330,20 +329,19 @@ class Constraint:
         """The next token of a short completion: the first allowed closer, else the cheapest token."""
         import numpy as np
 
-        matcher.unsafe_compute_mask_ptr(self._bits.data_ptr(), self._bits.numel() * 4)
-        bits = self._bits.numpy()
+        matcher.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
         for token in [] if not self.json else self.grammars.quote if in_string else self.grammars.closers:
-            if (int(bits[token >> 5]) >> (token & 31)) & 1:
+            if (int(self._bits[token >> 5]) >> (token & 31)) & 1:
                 return token
-        ids = np.flatnonzero(np.unpackbits(self._bytes, count=self.vocab_size, bitorder="little"))
+        ids = np.flatnonzero(np.unpackbits(self._bits.view(np.uint8), count=self.vocab_size, bitorder="little"))
         return int(ids[np.argmin(self.grammars.token_costs()[ids])])
 
     def _allowed(self, matcher: Any) -> Any:
         """The grammar's next-token mask as a 0/1 array over the vocabulary."""
         import numpy as np
 
-        matcher.unsafe_compute_mask_ptr(self._bits.data_ptr(), self._bits.numel() * 4)
-        return np.unpackbits(self._bytes, count=self.vocab_size, bitorder="little")
+        matcher.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
+        return np.unpackbits(self._bits.view(np.uint8), count=self.vocab_size, bitorder="little")
 
     def _consume(self, tokens: list[int]) -> None:
         if not self.matcher.consume_tokens(tokens):
