@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_graph_runs_agent_then_tool_then_answer(capsys):
-    plait = FakeChatModel([tool_call("search_notes", {"query": "vacation days"}, id="call_1"),
+    plait = FakeChatModel([tool_call("search_notes", {"question": "vacation days"}, id="call_1"),
                            "You get 25 vacation days per year."])
     state = main(PlaitChatModel(model=plait), question="How many vacation days do I get?")
     kinds = [type(m) for m in state["messages"]]
@@ -28,6 +28,6 @@ def test_graph_runs_agent_then_tool_then_answer(capsys):
     assert state["messages"][3].content == "You get 25 vacation days per year."
     # the answering call saw the search results and the question
     answer_prompt = plait.calls[1]
-    assert "25 vacation days" in answer_prompt[0].content and answer_prompt[-1].content.startswith("How many")
+    assert "25 vacation days" in answer_prompt[-1].content and "Question: How many" in answer_prompt[-1].content
     out = capsys.readouterr().out
-    assert "calls search_notes({'query': 'vacation days'})" in out and "answer > You get 25" in out
+    assert "calls search_notes({'question': 'vacation days'})" in out and "answer > You get 25" in out
