@@ -15,8 +15,8 @@ A hit is a passage, carried by its best chunk (the chunk's own BM25 score for th
 passage index's document frequencies; the first chunk on a tie), with the passage's score.
 
 Updates touch only what changed. An upsert or delete rewrites the passages of the documents it
-touches, nothing else. A touched document of up to ``RECUT`` (16) passages is cut again as a
-whole, exactly as a first write cuts it (near-equal runs of at most ``window`` chunks, as
+touches, nothing else (:mod:`plait.retrievers.lexical_passages`). A touched document of up to
+``RECUT`` (16) passages is cut again as a whole, exactly as a first write cuts it (near-equal runs of at most ``window`` chunks, as
 :mod:`plait.retrievers.bm25` cuts them), so re-ingesting an edited file leaves the passages a
 fresh ingest would. In a longer document only the passages that held a touched chunk, plus the
 passage a new chunk joins (the one whose first chunk comes last at or before it in text order: a
@@ -55,14 +55,13 @@ import json
 import os
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from plait.defaults import require
 from plait.messages import Document
-from plait.retrievers.base import CHUNK_KEYS, Filter, Hit, check_filter, matches
+from plait.retrievers.base import Filter, Hit, check_filter, matches
 from plait.retrievers.lexical_engine import (
     FORMAT,
     TOKENIZER,
@@ -71,18 +70,13 @@ from plait.retrievers.lexical_engine import (
     Member,
     Passage,
     analyzer,
-    doc_string,
     filter_query,
-    first,
-    indexable,
     join_chunks,
     order,
     partition,
     schema,
-    sort_key,
 )
-
-RECUT = 16  # a touched document with at most this many passages is cut again whole
+from plait.retrievers.lexical_passages import Passages
 
 __all__ = ["LexicalIndex", "join_chunks", "partition"]
 
@@ -112,6 +106,7 @@ class LexicalIndex:
         self._idx: Any = None
         self._schema: Any = None
         self._analyzer: Any = None
+        self._layout: Passages | None = None
         self._stamp: tuple[int, int, int] | None = None
 
     def __repr__(self) -> str:
@@ -124,6 +119,7 @@ class LexicalIndex:
             import tantivy as T
 
             self._schema, self._analyzer = schema(), analyzer()
+            self._layout = Passages(self._schema, self._analyzer, self.window)
             if self.path is None:
                 idx = T.Index(self._schema)
             else:
@@ -210,38 +206,16 @@ class LexicalIndex:
             self._idx = None
             self._stamp = None
 
-    # --- reading passages ------------------------------------------------------------------------
-    def _passage(self, searcher: Any, address: Any, texts: bool = True, tokens: bool = True) -> Passage:
-        """A stored passage; ``texts``/``tokens`` False leave its chunks' texts/tokens empty (faster)."""
-        stored = searcher.doc(address)
-        info = json.loads(stored["info"][0])
-        n = len(info["m"])
-        words = json.loads(stored["tokens"][0]) if tokens and n > 1 else [""] * n
-        text = json.loads(stored["texts"][0]) if texts else [""] * n
-        members = [Member(i, o, t, m, w) for (i, o, m), t, w in zip(info["m"], text, words, strict=True)]
-        return Passage(stored["pid"][0], info["doc"], members)
-
-    def _passages(self, searcher: Any, field: str, values: Sequence[Any], limit: int,
-                  texts: bool = True) -> list[Passage]:
-        import tantivy as T
-
-        if not values or limit < 1:
-            return []
-        query = T.Query.term_set_query(self._schema, field, list(values))
-        hits = searcher.search(query, limit, count=False).hits
-        return [self._passage(searcher, a, texts=texts, tokens=texts) for _, a in hits]
+    def _passages(self) -> Passages:
+        self._index()
+        assert self._layout is not None
+        return self._layout
 
     def _members(self, ids: Sequence[str], texts: bool = True) -> dict[str, Member]:
+        wanted = set(ids)
         with self._lock:
-            searcher = self._searcher()
-            wanted = set(ids)
-            unique = list(wanted)
-            out: dict[str, Member] = {}
-            for start in range(0, len(unique), 1000):
-                part = unique[start:start + 1000]
-                for p in self._passages(searcher, "chunk", part, len(part), texts=texts):
-                    out.update((m.id, m) for m in p.members if m.id in wanted)
-            return out
+            found = self._passages().holding(self._searcher(), list(wanted), texts=texts)
+        return {m.id: m for p in found for m in p.members if m.id in wanted}
 
     # --- writing -----------------------------------------------------------------------------------
     def upsert(self, ids: Sequence[str], texts: Sequence[str],
@@ -254,14 +228,14 @@ class LexicalIndex:
         metas = metadatas or [None] * len(ids)
         new = {i: Member(i, order(m or {}), t, dict(m or {})) for i, t, m in zip(ids, texts, metas, strict=True)}
         with self._lock:
-            self._write(lambda w, s: self._apply(w, s, new, set()))
+            self._write(lambda w, s: self._count(self._passages().apply(w, s, new, set())))
 
     def delete(self, ids: Sequence[str]) -> None:
         """Delete chunks by id (ids not in the index are ignored)."""
         if not ids:
             return
         with self._lock:
-            self._write(lambda w, s: self._apply(w, s, {}, set(ids)))
+            self._write(lambda w, s: self._count(self._passages().apply(w, s, {}, set(ids))))
 
     def clear(self) -> None:
         with self._lock:
@@ -269,129 +243,11 @@ class LexicalIndex:
 
     def rebuild(self) -> None:
         """Cut every document into passages again (after many small edits; never done implicitly)."""
-        def change(writer: Any, searcher: Any) -> None:
-            docs: dict[str, list[Member]] = {}
-            for p in self._all():
-                docs.setdefault(p.doc, []).extend(p.members)
-            writer.delete_all_documents()
-            for doc, members in docs.items():
-                self._add(writer, doc, members)
-
         with self._lock:
-            self._write(change)
+            self._write(lambda w, s: self._count(self._passages().rewrite_all(w, s)))
 
-    def _apply(self, writer: Any, searcher: Any, new: dict[str, Member], gone: set[str]) -> None:
-        """Rewrite the passages that hold a touched chunk or that a new chunk joins."""
-        touched = list(set(new) | gone)
-        affected: dict[str, Passage] = {}
-        for start in range(0, len(touched), 1000):
-            part = touched[start:start + 1000]
-            affected.update((p.pid, p) for p in self._passages(searcher, "chunk", part, len(part)))
-        keep = {pid: [m for m in p.members if m.id not in new and m.id not in gone] for pid, p in affected.items()}
-        groups: dict[str, list[Member]] = {}
-        for m in new.values():
-            groups.setdefault(doc_string(m.id, m.metadata), []).append(m)
-        known = {p.doc for p in affected.values()}
-        present = known | self._docs_present(searcher, [d for d in groups if d not in known])
-        # new documents, and touched documents of at most RECUT passages, are cut again as a whole
-        fresh = {doc: members for doc, members in groups.items() if doc not in present}
-        for doc in present:
-            passages = self._document(searcher, doc)
-            if passages is None:
-                continue
-            affected.update((p.pid, p) for p in passages)
-            fresh[doc] = [m for p in passages for m in keep.pop(p.pid, p.members)] + groups.pop(doc, [])
-        # in a longer document, only the passages a new chunk joins are cut again
-        for doc, members in groups.items():
-            if doc not in present:
-                continue
-            last = self._route(searcher, doc, None)  # a document written in batches grows at its end
-            for m in sorted(members, key=sort_key):
-                target = last if last is not None and m.order >= first(last) else self._route(searcher, doc, m.order)
-                if target is None:  # the document's passages were all emptied above: start afresh
-                    fresh.setdefault(doc, []).append(m)
-                    continue
-                if target.pid not in affected:
-                    affected[target.pid] = target
-                    keep[target.pid] = list(target.members)
-                keep[target.pid].append(m)
-        for pid in affected:
-            writer.delete_documents_by_term("pid", pid)
-        for pid, members in keep.items():
-            if members:
-                self._add(writer, affected[pid].doc, members)
-        for doc, members in fresh.items():
-            self._add(writer, doc, members)
-
-    def _docs_present(self, searcher: Any, docs: Sequence[str]) -> set[str]:
-        import tantivy as T
-
-        out: set[str] = set()
-        for start in range(0, len(docs), 1000):
-            part = list(docs[start:start + 1000])
-            query = T.Query.term_set_query(self._schema, "doc", part)
-            if searcher.search(query, 1, count=True).count == 0:  # all new: the usual case when ingesting
-                continue
-            agg = searcher.aggregate(query, {"d": {"terms": {"field": "doc", "size": len(part)}}})
-            out.update(b["key"] for b in agg["d"]["buckets"])
-        return out
-
-    def _document(self, searcher: Any, doc: str) -> list[Passage] | None:
-        """All passages of ``doc``, or None when it has more than ``RECUT`` of them."""
-        import tantivy as T
-
-        hits = searcher.search(T.Query.term_query(self._schema, "doc", doc), RECUT + 1, count=False).hits
-        return None if len(hits) > RECUT else [self._passage(searcher, a) for _, a in hits]
-
-    def _route(self, searcher: Any, doc: str, order: int | None) -> Passage | None:
-        """The passage of ``doc`` a chunk at ``order`` joins: the last one starting at or before it
-        (the document's first passage if none does); with ``order`` None, the document's last."""
-        import tantivy as T
-
-        in_doc = T.Query.term_query(self._schema, "doc", doc)
-        for bounded in ([True, False] if order is not None else [False]):
-            q = in_doc
-            if bounded:
-                upto = T.Query.range_query(self._schema, "first", T.FieldType.Integer, None, order)
-                q = T.Query.boolean_query([(T.Occur.Must, in_doc), (T.Occur.Must, upto)])
-            desc = bounded or order is None
-            hits = searcher.search(q, 1, count=False, order_by_field="first",
-                                   order=T.Order.Desc if desc else T.Order.Asc).hits
-            if hits:
-                return self._passage(searcher, hits[0][1])
-        return None
-
-    def _add(self, writer: Any, doc: str, members: list[Member]) -> None:
-        """Cut one document's chunks (or a run of them) into passages and add them."""
-        import tantivy as T
-
-        members = sorted(members, key=sort_key)
-        for run in partition(members, self.window):
-            if len(run) > 1:  # to pick the best chunk at query time without analysing texts again
-                run = [m if m.tokens else m._replace(tokens=" ".join(self._analyzer.analyze(m.text))) for m in run]
-            d = T.Document()
-            d.add_text("pid", uuid.uuid4().hex)
-            d.add_text("doc", doc)
-            for m in run:
-                d.add_text("chunk", m.id)
-            d.add_integer("first", run[0].order)
-            d.add_unsigned("n", len(run))
-            text = run[0].text if len(run) == 1 else join_chunks([m.text for m in run], [m.metadata for m in run])
-            d.add_text("body", text)
-            shared = indexable({k: v for k, v in run[0].metadata.items() if k not in CHUNK_KEYS})
-            if shared:
-                d.add_json("m", shared)
-            for m in run:
-                own = indexable({k: v for k, v in m.metadata.items() if k in CHUNK_KEYS})
-                if own:
-                    d.add_json("m", own)
-            info = {"doc": doc, "m": [[m.id, m.order, m.metadata] for m in run]}
-            d.add_bytes("info", json.dumps(info).encode("utf-8"))
-            d.add_bytes("texts", json.dumps([m.text for m in run]).encode("utf-8"))
-            if len(run) > 1:
-                d.add_bytes("tokens", json.dumps([m.tokens for m in run]).encode("utf-8"))
-            writer.add_document(d)
-            self.passages_written += 1
+    def _count(self, written: int) -> None:
+        self.passages_written += written
 
     # --- reading -----------------------------------------------------------------------------------
     def count(self) -> int:
@@ -407,12 +263,8 @@ class LexicalIndex:
         return sorted(m.id for p in self._all() for m in p.members)
 
     def _all(self) -> list[Passage]:
-        import tantivy as T
-
         with self._lock:
-            searcher = self._searcher()
-            hits = searcher.search(T.Query.all_query(), max(1, searcher.num_docs), count=False).hits
-            return [self._passage(searcher, a) for _, a in hits]
+            return self._passages().all(self._searcher())
 
     def get(self, ids: Sequence[str]) -> list[Document]:
         """The stored chunks with these ids (missing ids are left out), in the order given."""
@@ -442,10 +294,11 @@ class LexicalIndex:
             out: list[Hit] = []
             offset, limit = 0, k
             scorer = ChunkScorer(searcher, tokens)
+            layout = self._passages()
             while len(out) < k:  # more than one round only when the chunk-level check drops passages
                 found = searcher.search(q, limit, count=False, offset=offset).hits
                 for score, address in found:
-                    members = self._passage(searcher, address, texts=False).members
+                    members = layout.read(searcher, address, texts=False).members
                     if filter:
                         members = [m for m in members if matches(m.metadata, filter)]
                     if members:

@@ -1,8 +1,8 @@
 """The tantivy side of :mod:`plait.retrievers.lexical`: schema, analysis, passage layout, filters.
 
 :class:`~plait.retrievers.lexical.LexicalIndex` holds the state (the index, the writer lock, the
-searcher); this module holds the layout of what it writes and how a query and a filter become
-tantivy queries.
+searcher); :mod:`plait.retrievers.lexical_passages` reads and rewrites passage documents; this
+module holds the layout of what they hold and how a query and a filter become tantivy queries.
 """
 
 from __future__ import annotations
