@@ -19,10 +19,22 @@ content: ``doc.content[start:end] == chunk.content``), ready for citations.
 - :class:`TokenSplitter`: the same, with length counted by the embedding model's tokenizer, so a
   chunk never exceeds the model's max sequence length (default: that length, special tokens
   included). Checked with the real tokenizer after splitting.
-- :class:`MarkdownHeaderSplitter`: cut Markdown at headers first (not inside code fences), then
-  split long sections with an inner splitter; chunks get ``section`` ("Intro > Install").
+- :class:`MarkdownHeaderSplitter` (in :mod:`plait.retrievers.markdown`): cut Markdown at headers
+  first (not inside code fences), then split long sections with an inner splitter; chunks get
+  ``section`` ("Intro > Install"); headings stay with their text, front matter is skipped.
 
 Splitters are Runnables (list of documents in, list of chunks out).
+
+Streaming. :meth:`TextSplitter.stream_chunks` takes documents or :class:`TextStream` (a file's text
+read block by block) and yields chunks one at a time, so a 20 MB one-line file is never held
+whole, nor tokenized at once. A text longer than ``window`` characters (200,000) is split one
+window at a time: the window's chunks are computed as for a whole text, every chunk but the last
+two is yielded, and the next window starts where the first chunk not yielded starts (so overlap
+and boundaries are those of ordinary splitting; only the windows' last chunks, cut by the window
+edge, are redone). The windows depend only on the text and on where they start, so splitting can
+resume at any window start: each chunk comes with that point (``restart``), which the indexer
+records to resume a killed ingest of a big file from its last committed batch. Texts up to
+``window`` characters are split exactly as before (one window).
 
 Example::
 
@@ -34,9 +46,9 @@ Example::
 from __future__ import annotations
 
 import bisect
-import re
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from plait.messages import Document
 from plait.runnable import Runnable
@@ -45,10 +57,70 @@ Span = tuple[int, int]
 DEFAULT_SEPARATORS = ("\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", "")
 
 
+@dataclass
+class TextStream:
+    """A document whose text is read in blocks: ``open(start)`` yields its text from character ``start`` on."""
+
+    metadata: dict[str, Any]
+    open: Callable[[int], Iterator[str]]
+
+
+class Piece(NamedTuple):
+    """One chunk as a splitter streams it: global span, text, extra metadata, restart point (or None)."""
+
+    start: int
+    end: int
+    text: str
+    extra: dict[str, Any]
+    restart: int | None
+
+
+Resume = tuple[int, int]  # (character offset where splitting restarts, index of the chunk that starts there)
+
+
+def _windows(split: Callable[[str, int], list[Span]], blocks: Iterable[str], start: int, window: int,
+             head: int = 0) -> Iterator[tuple[int, int, str, int]]:
+    """``(start, end, text, restart)`` of the chunks of a text given in blocks, one window at a time.
+
+    ``split(text, head)`` gives a text's spans. A window of ``window`` characters that is not the
+    end of the text yields all its chunks but the last two (the window edge may have cut them),
+    and the next window starts where the first of those starts. See the module docstring.
+    """
+    buf, base, more, it = "", start, True, iter(blocks)
+    while True:
+        while more and len(buf) <= window:
+            block = next(it, None)
+            if block is None:
+                more = False
+            else:
+                buf += block
+        h = head if base == start else 0
+        if not more and len(buf) <= window:  # the rest of the text: split as a whole (balanced tail)
+            for s, e in split(buf, h):
+                yield base + s, base + e, buf[s:e], base
+            return
+        part = buf[:window]
+        spans = split(part, h)
+        if len(spans) > 2:
+            keep, restart = spans[:-2], spans[-2][0]
+        elif spans:  # a window of one or two chunks (a huge unbreakable run): take the first as it is
+            keep, restart = spans[:1], spans[1][0] if len(spans) > 1 else spans[0][1]
+        else:
+            keep, restart = [], len(part)
+        for s, e in keep:
+            yield base + s, base + e, part[s:e], base
+        buf, base = buf[restart:], base + restart
+
+
 class TextSplitter(Runnable[Any, list[Document]]):
-    """Base of splitters: subclasses give :meth:`spans`; this class makes chunks with metadata."""
+    """Base of splitters: subclasses give :meth:`spans`; this class makes chunks with metadata.
+
+    ``window``: texts longer than this many characters are split one window at a time (see the
+    module docstring).
+    """
 
     io_bound = False
+    window = 200_000
 
     def spans(self, text: str) -> list[Span]:
         raise NotImplementedError
@@ -56,21 +128,45 @@ class TextSplitter(Runnable[Any, list[Document]]):
     def split_text(self, text: str) -> list[str]:
         return [text[s:e] for s, e in self.spans(text)]
 
-    def _doc_spans(self, doc: Document) -> list[tuple[Span, dict[str, Any]]]:
-        return [(span, {}) for span in self.spans(doc.content)]
+    def _split(self, text: str, head: int) -> list[Span]:
+        return self.spans(text)
+
+    def _stream(self, blocks: Iterable[str], start: int, metadata: dict[str, Any]) -> Iterator[Piece]:
+        """The chunks of one text given in blocks from character ``start``; subclasses may cut by structure."""
+        for s, e, text, restart in _windows(self._split, blocks, start, self.window):
+            yield Piece(s, e, text, {}, restart)
+
+    def stream_chunks(self, items: Iterable[Document | TextStream], *, resume: Resume | None = None
+                      ) -> Iterator[tuple[Document, Resume | None]]:
+        """Chunks of documents or text streams, one at a time, with ``chunk`` counted per ``source``.
+
+        Each chunk comes with where splitting can resume to give it again and all that follow
+        (``(offset, chunk index)``), or None where the splitter cannot resume mid-text (Markdown
+        sections). ``resume`` restarts the first item there.
+        """
+        counters: dict[Any, int] = {}
+        for item in items:
+            meta = item.metadata
+            source = meta.get("source")
+            start = 0
+            if resume is not None:
+                start, counters[source] = resume
+                resume = None
+            if isinstance(item, TextStream):
+                blocks: Iterable[str] = item.open(start)
+            else:
+                blocks = [item.content[start:] if start else item.content]
+            first_at: dict[int, int] = {}
+            for p in self._stream(blocks, start, meta):
+                index = counters.get(source, 0)
+                counters[source] = index + 1
+                token = None if p.restart is None else (p.restart, first_at.setdefault(p.restart, index))
+                chunk_meta = {**meta, **p.extra, "chunk": index, "start": p.start, "end": p.end}
+                yield Document(content=p.text, metadata=chunk_meta), token
 
     def split_documents(self, documents: Sequence[Document]) -> list[Document]:
         """Chunks of every document, with ``chunk`` counted per ``source``."""
-        counters: dict[Any, int] = {}
-        out = []
-        for doc in documents:
-            source = doc.metadata.get("source")
-            for (s, e), extra in self._doc_spans(doc):
-                index = counters.get(source, 0)
-                counters[source] = index + 1
-                meta = {**doc.metadata, **extra, "chunk": index, "start": s, "end": e}
-                out.append(Document(content=doc.content[s:e], metadata=meta))
-        return out
+        return [chunk for chunk, _ in self.stream_chunks(documents)]
 
     def invoke(self, input: Any, **kwargs: Any) -> list[Document]:
         """A document, a list of documents, or a string (one document with no metadata)."""
@@ -118,18 +214,34 @@ class RecursiveCharacterSplitter(TextSplitter):
         """A function giving the length of ``text[s:e]``."""
         return lambda s, e: e - s
 
-    def spans(self, text: str) -> list[Span]:
+    def spans(self, text: str, head: int = 0) -> list[Span]:
+        """The chunks' spans. ``head``: ``text[:head]`` (a Markdown heading) stays with what follows it."""
         length = self._measure(text)
-        chunks = self._cut(text, 0, len(text), length, self.chunk_size)
+        chunks = self._cut(text, 0, len(text), length, self.chunk_size, head)
         if self.balance and len(chunks) > 1:
-            chunks = chunks[:-2] + self._balanced(text, chunks[-2][0], length)
+            tail = chunks[-2][0]
+            chunks = chunks[:-2] + self._balanced(text, tail, length, head if tail == 0 else 0)
         return chunks
 
-    def _cut(self, text: str, start: int, end: int, length: Callable[[int, int], int], size: int) -> list[Span]:
-        """Chunks of at most ``size`` covering ``text[start:end]``: split into pieces, then merge."""
-        return self._merge(text, self._pieces(text, start, end, 0, length, size), length, size)
+    def _split(self, text: str, head: int) -> list[Span]:
+        return self.spans(text, head)
 
-    def _balanced(self, text: str, start: int, length: Callable[[int, int], int]) -> list[Span]:
+    def _cut(self, text: str, start: int, end: int, length: Callable[[int, int], int], size: int,
+             head: int = 0) -> list[Span]:
+        """Chunks of at most ``size`` covering ``text[start:end]``: split into pieces, then merge.
+
+        With ``head``, ``text[start:start + head]`` is one piece, and the piece after it is cut
+        finer when both would not fit in one chunk, so a heading never makes a chunk of its own.
+        """
+        if not head or length(start, start + head) >= size:
+            return self._merge(text, self._pieces(text, start, end, 0, length, size), length, size)
+        rest = self._pieces(text, start + head, end, 0, length, size)
+        if rest and length(start, rest[0][1]) > size:
+            room = size - length(start, start + head)
+            rest = self._pieces(text, rest[0][0], rest[0][1], 0, length, room) + rest[1:]
+        return self._merge(text, [(start, start + head), *rest], length, size)
+
+    def _balanced(self, text: str, start: int, length: Callable[[int, int], int], head: int = 0) -> list[Span]:
         """``text[start:]`` (the last two chunks) re-cut into two of about equal size.
 
         Only the tail is balanced, so the chunks before it keep their greedy boundaries: an edit
@@ -140,10 +252,10 @@ class RecursiveCharacterSplitter(TextSplitter):
         """
         end = len(text)
         lo = max(self.chunk_overlap + 1, -(-length(start, end) // 2))
-        hi, best = self.chunk_size, self._cut(text, start, end, length, self.chunk_size)
+        hi, best = self.chunk_size, self._cut(text, start, end, length, self.chunk_size, head)
         while lo < hi:
             size = (lo + hi) // 2
-            got = self._cut(text, start, end, length, size)
+            got = self._cut(text, start, end, length, size, head)
             if len(got) <= 2:
                 hi, best = size, got
             else:
@@ -273,9 +385,9 @@ class TokenSplitter(RecursiveCharacterSplitter):
 
         return length
 
-    def spans(self, text: str) -> list[Span]:
+    def spans(self, text: str, head: int = 0) -> list[Span]:
         self._resolve()
-        spans = super().spans(text)
+        spans = super().spans(text, head)
         # Check with the real tokenizer: a span cut inside a word may tokenize differently alone.
         counts = self._count([text[s:e] for s, e in spans])
         out: list[Span] = []
@@ -301,61 +413,8 @@ class TokenSplitter(RecursiveCharacterSplitter):
         return self._shrink(text, s, mid) + self._shrink(text, *_strip(text, mid, e))
 
 
-_HEADER = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$")
-_FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")
+# Markdown lives in its own module; imported here so ``plait.retrievers.splitters`` keeps offering it.
+from plait.retrievers.markdown import MarkdownHeaderSplitter, markdown_sections  # noqa: E402
 
-
-def markdown_sections(text: str, max_level: int = 6) -> list[tuple[Span, list[str]]]:
-    """Sections of a Markdown text: ``((start, end), [h1, h2, ...])`` for each, headers outside code fences."""
-    sections: list[tuple[Span, list[str]]] = []
-    path: list[tuple[int, str]] = []
-    start, pos = 0, 0
-    fence: str | None = None
-    current: list[str] = []
-    for line in text.splitlines(keepends=True):
-        m_fence = _FENCE.match(line)
-        if m_fence:
-            mark = m_fence.group(1)
-            if fence is None:
-                fence = mark[0] * 3
-            elif mark.startswith(fence):
-                fence = None
-        elif fence is None:
-            m = _HEADER.match(line.rstrip("\n"))
-            if m and len(m.group(1)) <= max_level:
-                if pos > start:
-                    sections.append(((start, pos), current))
-                level = len(m.group(1))
-                path = [(lv, t) for lv, t in path if lv < level] + [(level, m.group(2).strip())]
-                current = [t for _, t in path]
-                start = pos
-        pos += len(line)
-    if pos > start:
-        sections.append(((start, pos), current))
-    return sections
-
-
-class MarkdownHeaderSplitter(TextSplitter):
-    """Cut at Markdown headers (up to ``max_level``), then split long sections with ``inner``.
-
-    Chunks get ``section``: the header path, e.g. ``"Guide > Install > Linux"``.
-    """
-
-    def __init__(self, inner: TextSplitter | None = None, *, max_level: int = 3) -> None:
-        self.inner = inner or RecursiveCharacterSplitter()
-        self.max_level = max_level
-
-    def __repr__(self) -> str:
-        return f"MarkdownHeaderSplitter(inner={self.inner!r}, max_level={self.max_level})"
-
-    def _doc_spans(self, doc: Document) -> list[tuple[Span, dict[str, Any]]]:
-        text = doc.content
-        out = []
-        for (s, e), headers in markdown_sections(text, self.max_level):
-            extra = {"section": " > ".join(headers)} if headers else {}
-            for a, b in self.inner.spans(text[s:e]):
-                out.append(((s + a, s + b), extra))
-        return out
-
-    def spans(self, text: str) -> list[Span]:
-        return [span for span, _ in self._doc_spans(Document(content=text))]
+__all__ = ["MarkdownHeaderSplitter", "Piece", "RecursiveCharacterSplitter", "TextSplitter", "TextStream",
+           "TokenSplitter", "markdown_sections"]
