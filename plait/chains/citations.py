@@ -1,6 +1,11 @@
 """Citations for answers over retrieved passages: the numbered sources, the answer type, and how
 an answer's ``[n]`` markers (written by the model, or inferred by word overlap) map to them.
 
+Markers that name no passage (``[4]`` with three passages) are taken out of the answer as it
+streams (:class:`MarkerFilter`) and listed in :attr:`RAGAnswer.dropped_markers`. When the model
+cites nothing, :func:`infer_citations` picks the passage that shares most of the answer's content
+words (ties: the higher-ranked), and :attr:`RAGAnswer.citation_note` says so in words.
+
 :class:`Source` is one passage as it was shown to the model; its :meth:`Source.label` is how a
 source is shown everywhere (``[3] docs/guide.md, page 2, chars 120-480``). :class:`RAGAnswer`
 is what :class:`~plait.chains.rag.RAGChain` returns; streamed chunks of it add up with ``+``.
@@ -9,6 +14,7 @@ Example::
 
     from plait.chains.citations import cited_numbers, infer_citations
     cited_numbers("Chroma [2], pipes [1][7].", n_passages=3)     # [2, 1]
+    infer_citations("Bananas are yellow.", docs)                  # [3]: the passage sharing most words
 """
 
 from __future__ import annotations
@@ -87,6 +93,8 @@ class RAGAnswer(BaseModel):
     sources: list[Source] = Field(default_factory=list)
     grounded: bool = True
     citation_method: Literal["model", "inferred", "none"] = "none"
+    citation_note: str = ""
+    dropped_markers: list[int] = Field(default_factory=list)
     usage: Usage | None = None
 
     def __add__(self, other: RAGAnswer) -> RAGAnswer:
@@ -99,6 +107,9 @@ class RAGAnswer(BaseModel):
             sources=other.sources or self.sources,
             grounded=self.grounded and other.grounded,
             citation_method=other.citation_method if other.citation_method != "none" else self.citation_method,
+            citation_note=other.citation_note or self.citation_note,
+            dropped_markers=[*self.dropped_markers, *(n for n in other.dropped_markers
+                                                      if n not in self.dropped_markers)],
             usage=self.usage + other.usage if self.usage else other.usage,
         )
 
@@ -129,29 +140,100 @@ def cited_numbers(text: str, n_passages: int) -> list[int]:
     return seen
 
 
+class MarkerFilter:
+    """Takes ``[n]`` markers that name no passage out of streamed answer text, passing the rest at once.
+
+    Text after a ``[`` is held back only while it can still become a marker (digits, commas,
+    spaces); a group keeps its valid numbers (``[2, 7]`` -> ``[2]`` with 3 passages). Numbers
+    removed are collected in ``dropped``.
+    """
+
+    def __init__(self, n_passages: int) -> None:
+        self.n_passages = n_passages
+        self.held = ""
+        self.dropped: list[int] = []
+
+    def feed(self, delta: str) -> str:
+        out = []
+        for ch in delta:
+            if not self.held:
+                if ch == "[":
+                    self.held = ch
+                else:
+                    out.append(ch)
+            elif ch == "]":
+                out.append(self._resolve(self.held[1:]))
+                self.held = ""
+            elif (ch.isdigit() or ch in ", ") and len(self.held) < 24:
+                self.held += ch
+            else:  # not a marker after all
+                out.append(self.held)
+                self.held = ""
+                out.append(self.feed(ch))
+        return "".join(out)
+
+    def _resolve(self, inside: str) -> str:
+        parts = [p.strip() for p in inside.split(",")]
+        if not all(p.isdigit() for p in parts):
+            return f"[{inside}]"
+        numbers = [int(p) for p in parts]
+        keep = [n for n in numbers if 1 <= n <= self.n_passages]
+        self.dropped += [n for n in numbers if n not in keep and n not in self.dropped]
+        return f"[{', '.join(map(str, keep))}]" if keep else ""
+
+    def flush(self) -> str:
+        out, self.held = self.held, ""
+        return out
+
+
+def strip_invalid_markers(text: str, n_passages: int) -> tuple[str, list[int]]:
+    """``text`` without the markers that name no passage, and the numbers removed."""
+    markers = MarkerFilter(n_passages)
+    return markers.feed(text) + markers.flush(), markers.dropped
+
+
 def _words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
 
 
+def support(answer: str, passage: str) -> tuple[int, int]:
+    """(how many of the answer's content words occur in the passage, how many there are)."""
+    words = _words(_MARKER.sub(" ", answer))
+    return len(words & _words(passage)), len(words)
+
+
 def infer_citations(answer: str, docs: Sequence[Document | Source], max_citations: int = 1,
                     min_overlap: float = 0.2) -> list[int]:
-    """Passages (1-based) the answer draws on, for answers with no markers.
+    """Passages (1-based) that best support an answer that has no markers.
 
-    A passage qualifies when at least ``min_overlap`` of the answer's content words occur in it.
-    The first ``max_citations`` qualifying passages *in retrieval order* are returned, not those
-    with the largest overlap: on the first 30 SciFact claims (``benchmarks/rag_scifact.py``) this
-    gave citation recall 0.50 / precision 0.56, against 0.47 / 0.52 for the largest overlap (the
-    retriever's order is the better judge of which passage answers; overlap only says which one
-    the answer's words came from).
+    A passage's support is the share of the answer's content words it contains; those with at
+    least ``min_overlap`` qualify, and the ``max_citations`` with the most support are returned
+    (ties: the higher-ranked first). Measured on the first 20 SciFact claims
+    (``benchmarks/rag_scifact.py``): see ``docs/chains.md``.
     """
-    words = _words(_MARKER.sub(" ", answer))
-    if not words:
-        return []
-    picked = []
+    shares = []
     for i, doc in enumerate(docs, 1):
-        if len(words & _words(doc.content)) / len(words) >= min_overlap:
-            picked.append(i)
-    return picked[:max_citations]
+        shared, total = support(answer, doc.content)
+        if total and shared / total >= min_overlap:
+            shares.append((-shared, i))
+    return [i for _, i in sorted(shares)[:max_citations]]
+
+
+def inferred_note(answer: str, docs: Sequence[Document | Source], numbers: Sequence[int],
+                  dropped: Sequence[int] = ()) -> str:
+    """How inferred citations were chosen, in words (for printing beside the sources)."""
+    why = (f"the model's only marker{'s' if len(dropped) > 1 else ''} {' '.join(f'[{n}]' for n in dropped)} "
+           f"named no passage (there {'are' if len(docs) != 1 else 'is'} {len(docs)}; removed from the answer)"
+           if dropped else "the model cited no passage")
+    if not numbers:
+        return f"{why}; no passage shares enough of the answer's words to cite one"
+    best = numbers[0]
+    shared, total = support(answer, docs[best - 1].content)
+    runner = max((support(answer, d.content)[0], -i) for i, d in enumerate(docs, 1) if i != best) if len(docs) > 1 \
+        else None
+    than = "" if runner is None else (
+        f", the most of the {len(docs)} passages" if runner[0] < shared else f", as many as [{-runner[1]}], which ranks lower")
+    return f"{why}; plait added [{best}]: it shares {shared} of the answer's {total} content words{than}"
 
 
 def says_dont_know(answer: str) -> bool:

@@ -18,12 +18,14 @@ Contract:
   first one carrying the retrieved sources, then one per answer token, last one the citations.
 - When nothing relevant is retrieved (no documents, or none scoring ``score_threshold`` or more)
   the model is not called and the answer says that the documents do not tell (``grounded=False``).
-- Citations the model writes (``[1]``, ``[1, 2]``, ``[1][3]``) are used as they are; numbers that
-  name no passage are dropped. Small models often write no markers at all: then, with
+- Citations the model writes (``[1]``, ``[1, 2]``, ``[1][3]``) are used as they are; markers that
+  name no passage (``[4]`` with 3 passages) are taken out of the answer as it streams and listed
+  in ``dropped_markers``. Small models often write no valid marker at all: then, with
   ``fallback_citations=True`` (the default), the answer is matched against the passages by word
-  overlap (:func:`~plait.chains.citations.infer_citations`): the first passage, in retrieval
-  order, that overlaps enough is cited, its marker is appended to the answer, and
-  ``citation_method`` says ``"inferred"`` so nobody mistakes it for the model's own.
+  overlap (:func:`~plait.chains.citations.infer_citations`): the passage sharing most of the
+  answer's content words (ties: the higher-ranked) is cited, its marker is appended to the
+  answer, ``citation_method`` says ``"inferred"`` so nobody mistakes it for the model's own, and
+  ``citation_note`` says how it was chosen.
 - ``model_options`` are checked when the chain is made (a chat model's ``Options`` refuse unknown
   ones) and passed to every model call; options given to a call are added to them.
 
@@ -49,11 +51,13 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from plait.chains.citations import (
+    MarkerFilter,
     RAGAnswer,
     Source,
     cited_numbers,
     format_passages,
     infer_citations,
+    inferred_note,
     says_dont_know,
 )
 from plait.chat_model import ChatModel
@@ -282,36 +286,46 @@ class RAGChain(Runnable[Any, RAGAnswer]):
     def assemble(self, chunks: Iterator[dict[str, Any]]) -> Iterator[RAGAnswer]:
         """The answer as it streams: the sources first, then the answer text, then the citations."""
         state: dict[str, Any] | None = None
+        markers = MarkerFilter(0)
         text = ""
         for chunk in chunks:
             if state is None:  # the first chunk holds the state (generate passes its input on first)
                 state = chunk
+                markers = MarkerFilter(len(chunk["sources"]))
                 yield RAGAnswer(question=chunk["question"], sources=chunk["sources"], grounded=bool(chunk["sources"]))
             if "answer" in chunk:
                 piece = chunk["answer"]
-                delta, usage = text_of(piece), getattr(piece, "usage", None)
+                delta, usage = markers.feed(text_of(piece)), getattr(piece, "usage", None)
                 if delta or usage:
                     text += delta
                     yield RAGAnswer(answer=delta, usage=usage)
+        tail = markers.flush()
+        if tail:
+            text += tail
+            yield RAGAnswer(answer=tail)
         if state is not None and state["sources"]:
-            done = self.finish(state["question"], text, state["sources"])
+            done = self.finish(state["question"], text, state["sources"], dropped=markers.dropped)
             yield done.model_copy(update={"answer": done.answer[len(text):], "question": ""})  # inferred markers
 
-    def finish(self, question: str, answer: str, sources: Sequence[Source]) -> RAGAnswer:
+    def finish(self, question: str, answer: str, sources: Sequence[Source],
+               dropped: Sequence[int] = ()) -> RAGAnswer:
         """Resolve the answer's citations (see the module docstring); the returned answer text
-        includes any inferred markers."""
-        sources = list(sources)
+        includes any inferred markers. ``dropped``: marker numbers already taken out of ``answer``."""
+        sources, dropped = list(sources), list(dropped)
         if says_dont_know(answer):
-            return RAGAnswer(question=question, answer=answer, sources=sources, grounded=False)
+            return RAGAnswer(question=question, answer=answer, sources=sources, grounded=False,
+                             dropped_markers=dropped)
         numbers = cited_numbers(answer, len(sources))
         method: Literal["model", "inferred", "none"] = "model" if numbers else "none"
+        note = ""
         if not numbers and self.fallback_citations:
             numbers = infer_citations(answer, sources)
+            note = inferred_note(answer, sources, numbers, dropped)
             if numbers:
                 method = "inferred"
-                answer = answer.rstrip() + " " + "".join(f"[{n}]" for n in numbers)
-        return RAGAnswer(question=question, answer=answer, sources=sources,
-                         citations=[sources[n - 1] for n in numbers], citation_method=method)
+                answer += ("" if answer.endswith(" ") else " ") + "".join(f"[{n}]" for n in numbers)
+        return RAGAnswer(question=question, answer=answer, sources=sources, citations=[sources[n - 1] for n in numbers],
+                         citation_method=method, citation_note=note, dropped_markers=dropped)
 
     # --- the Runnable side: all through the one composed chain ------------------------------
     def stream(self, input: Any, **options: Any) -> Iterator[RAGAnswer]:  # type: ignore[override]

@@ -81,17 +81,28 @@ def short_source(path: str | None) -> str:
     return short_path(path) if path else "unknown source"
 
 
+def citation_note(result: Any) -> str:
+    """How the answer's citations came about, when the model's own markers are not the whole story."""
+    dropped = " ".join(f"[{n}]" for n in getattr(result, "dropped_markers", []))
+    removed = (f"removed {dropped} from the answer: only {len(result.sources)} passage"
+               f"{'s were' if len(result.sources) != 1 else ' was'} retrieved") if dropped else ""
+    if result.citation_note:  # inferred, or tried to: it names any dropped markers itself
+        return str(result.citation_note)
+    if result.citation_method == "none":
+        return "; ".join(p for p in ("no passage was cited", removed) if p)
+    return removed
+
+
 def print_sources(result: Any, out: TextIO | None = None) -> None:
-    """The cited sources (path, page, characters), then what else was retrieved."""
+    """The sources (path, page, characters), the cited ones starred, and how citations were chosen."""
     out = out or sys.stdout
     if not result.sources:
         return
     cited = {s.number for s in result.citations}
-    how = {"model": "", "inferred": " (inferred by word overlap: the model wrote no [n] markers)",
-           "none": ""}[result.citation_method]
-    print(f"\nSources{how}:", file=out)
+    print("\nSources (* cited):" if cited else "\nSources:", file=out)
     for s in result.sources:
         mark = "*" if s.number in cited else " "
         print(f" {mark}{s.label(relative=True)}", file=out)
-    if not cited:
-        print("  (no passage was cited)", file=out)
+    note = citation_note(result)
+    if note:
+        print(f"  ({note})", file=out)

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from plait.chains.conversational import ConversationalRAG
     from plait.chains.history import SQLiteChatHistory
     from plait.commands._answers import generation_options, log_answer
-    from plait.commands._common import make_model, make_retriever, print_sources
+    from plait.commands._common import citation_note, make_model, make_retriever, print_sources
 
     history = SQLiteChatHistory(args.history_db)
     chain = ConversationalRAG(make_retriever(store, args.k, args.min_similarity), make_model(args),
@@ -77,5 +77,7 @@ def run(args: argparse.Namespace) -> int:
         print()
         if last is not None:
             log_answer(args, "chat", line, last, time.perf_counter() - started, session=args.session)
-        if last is not None and last.citations:
-            print("   " + "  ".join(s.label(relative=True) for s in last.citations))
+        if last is not None and last.sources:
+            cited = "  ".join(s.label(relative=True) for s in last.citations)
+            note = citation_note(last)
+            print("   " + "  ".join(p for p in (cited, f"({note})" if note else "") if p))

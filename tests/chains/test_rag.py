@@ -26,6 +26,7 @@ def test_model_citations_map_to_source_page_and_span():
     chain = RAGChain(retriever(), FakeChatModel(["Chroma is the store [2], and steps use pipes [1][7]."]))
     r = chain.invoke("Where is the store?")
     assert [c.number for c in r.citations] == [2, 1]  # [7] names no passage: dropped
+    assert r.answer == "Chroma is the store [2], and steps use pipes [1]." and r.dropped_markers == [7]
     assert r.citations[0].source == "docs/retrieval.pdf"
     assert (r.citations[0].page, r.citations[0].start, r.citations[0].end) == (3, 120, 178)
     assert r.citations[0].label() == "[2] docs/retrieval.pdf, page 3, chars 120-178"
@@ -107,9 +108,12 @@ def test_helpers():
     assert infer_citations("bananas are yellow", DOCS) == [3]
     assert infer_citations("quantum chromodynamics", DOCS) == []
     # the first passage that overlaps enough, in retrieval order, not the one that overlaps most
+    # the passage sharing most of the answer's words, not the first that shares enough; ties: the higher-ranked
     ranked = [Document(content="yellow fruit"), Document(content="bananas are yellow and sweet")]
-    assert infer_citations("bananas are yellow", ranked) == [1]
-    assert infer_citations("bananas are yellow", ranked, max_citations=2) == [1, 2]
+    assert infer_citations("bananas are yellow", ranked) == [2]
+    assert infer_citations("bananas are yellow", ranked, max_citations=2) == [2, 1]
+    tied = [Document(content="yellow bananas"), Document(content="bananas, yellow ones")]
+    assert infer_citations("bananas are yellow", tied) == [1]
     text = format_passages([Document(content="word " * 500)], max_chars=50)
     assert text.startswith("[1] word") and len(text) < 70 and text.endswith("...")
     assert (RAGAnswer(answer="a") + RAGAnswer(answer="b")).answer == "ab"
@@ -221,3 +225,28 @@ def test_source_labels_are_made_in_one_place(tmp_path, monkeypatch):
     assert inside.label(relative=True) == "[2] docs/a.md, page 4, chars 1-9"
     assert Source(number=1, id="x1").label(relative=True) == "[1] x1"
     assert Source(number=1).label() == "[1] unknown source"
+
+
+def test_markers_past_the_last_passage_are_taken_out_as_the_answer_streams():
+    model = FakeChatModel(["A: [4] pipes [1, 5]. Chroma [2] [x] [3"])  # streamed word by word
+    chain = RAGChain(retriever(DOCS[:3]), model)
+    chunks = list(chain.stream("q"))
+    streamed = "".join(c.answer for c in chunks)
+    assert "[4]" not in streamed and "[5]" not in streamed and "[1]" in streamed and "[x]" in streamed
+    assert streamed.endswith("[3")  # an unfinished marker is kept as text
+    total = chain.invoke("q")
+    assert total.answer == streamed and total.dropped_markers == [4, 5]
+    assert [c.number for c in total.citations] == [1, 2] and total.citation_method == "model"
+
+
+def test_only_invalid_markers_infers_and_says_why():
+    chain = RAGChain(retriever(), FakeChatModel(["[4] The embedded store is Chroma, in the data directory."]))
+    r = chain.invoke("Where is the store?")
+    assert r.dropped_markers == [4] and "[4]" not in r.answer and r.answer.endswith("[2]")
+    assert r.citation_method == "inferred" and [c.number for c in r.citations] == [2]
+    assert r.citation_note.startswith("the model's only marker [4] named no passage (there are 3; removed from "
+                                      "the answer); plait added [2]")
+    assert "the most of the 3 passages" in r.citation_note
+    nothing = RAGChain(retriever(), FakeChatModel(["[9] quantum chromodynamics"])).invoke("q")
+    assert nothing.citations == [] and nothing.citation_method == "none"
+    assert "no passage shares enough" in nothing.citation_note
