@@ -132,6 +132,30 @@ def parse_json(text: str) -> Any:
                                     text, errors=str(e)) from e
 
 
+class _PartialJSON:
+    """The text of a JSON stream so far and the last partial object it gave."""
+
+    def __init__(self) -> None:
+        self.text, self.last = "", None
+
+    def feed(self, chunk: Any) -> list[Any]:
+        """The new partial object after ``chunk``, if it changed (as a list of zero or one)."""
+        self.text += text_of(chunk)
+        body = _strip_to_json(self.text)
+        if not body or body[0] not in "{[":
+            return []
+        value = parse_partial_json(body)
+        if value is None or value == self.last:
+            return []
+        self.last = value
+        return [value]
+
+    def end(self) -> list[Any]:
+        """The whole parsed object, unless it was the last partial one."""
+        final = parse_json(self.text)
+        return [final] if final != self.last else []
+
+
 class JsonOutputParser(Runnable[Any, Any]):
     """Parses JSON from model output; streams partial objects as they grow."""
 
@@ -143,37 +167,20 @@ class JsonOutputParser(Runnable[Any, Any]):
     async def ainvoke(self, input: Any, **kwargs: Any) -> Any:
         return self.invoke(input)
 
-    def _partials(self, text: str, last: Any) -> tuple[bool, Any]:
-        body = _strip_to_json(text)
-        if not body or body[0] not in "{[":
-            return False, last
-        value = parse_partial_json(body)
-        if value is None or value == last:
-            return False, last
-        return True, value
-
     def transform(self, inputs: Iterator[Any], **kwargs: Any) -> Iterator[Any]:
         """Yields each new partial object (every yield is the whole object so far, not a delta)."""
-        text, last = "", None
+        seen = _PartialJSON()
         for chunk in inputs:
-            text += text_of(chunk)
-            changed, last = self._partials(text, last)
-            if changed:
-                yield last
-        final = parse_json(text)
-        if final != last:
-            yield final
+            yield from seen.feed(chunk)
+        yield from seen.end()
 
     async def atransform(self, inputs: AsyncIterator[Any], **kwargs: Any) -> AsyncIterator[Any]:
-        text, last = "", None
+        seen = _PartialJSON()
         async for chunk in inputs:
-            text += text_of(chunk)
-            changed, last = self._partials(text, last)
-            if changed:
-                yield last
-        final = parse_json(text)
-        if final != last:
-            yield final
+            for value in seen.feed(chunk):
+                yield value
+        for value in seen.end():
+            yield value
 
     def stream(self, input: Any, **kwargs: Any) -> Iterator[Any]:
         yield from self.transform(iter([input]))

@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import importlib
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from plait import _bridge, tracing
+from plait._lazy import lazy_exports
 from plait.messages import add_chunks
 
 if TYPE_CHECKING:
@@ -351,8 +351,4 @@ _MOVED = {"RunnableSequence": "plait.compose", "Sequence_": "plait.compose", "Co
           "_Wrapper": "plait.wrappers", "Traced": "plait.tracing.runnable"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module 'plait.runnable' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, _ = lazy_exports(__name__, _MOVED, globals())

@@ -105,28 +105,29 @@ class StructuredOutput(Runnable[Any, Any], Generic[M]):
                                  f"also after sending it the error once: {str(error).split(chr(10))[0]}",
                                  raw, errors=getattr(error, "errors", None))
 
+    def _check(self, msg: AssistantMessage, messages: list[Message], last: bool) -> tuple[bool, Any]:
+        """``(True, result)`` if ``msg`` validates, else ``(False, messages + feedback)``; raises on the last try."""
+        try:
+            return True, self._result(msg, self._parse(msg))
+        except (OutputParserError, ToolArgumentsError) as e:
+            if last:
+                raise self._fail(msg, e) from e
+            return False, [*messages, *self._feedback(msg, e)]
+
     def invoke(self, input: Any, **options: Any) -> Any:
-        messages = self._messages(input)
-        opts = {**self._options(), **options}
-        for attempt in range(2):
-            msg = self.model.invoke(messages, **opts)
-            try:
-                return self._result(msg, self._parse(msg))
-            except (OutputParserError, ToolArgumentsError) as e:
-                if attempt == 1:
-                    raise self._fail(msg, e) from e
-                messages = [*messages, *self._feedback(msg, e)]
-        raise AssertionError("unreachable")
+        messages, opts = self._messages(input), {**self._options(), **options}
+        for last in (False, True):
+            done, out = self._check(self.model.invoke(messages, **opts), messages, last)
+            if done:
+                break
+            messages = out
+        return out
 
     async def ainvoke(self, input: Any, **options: Any) -> Any:
-        messages = self._messages(input)
-        opts = {**self._options(), **options}
-        for attempt in range(2):
-            msg = await self.model.ainvoke(messages, **opts)
-            try:
-                return self._result(msg, self._parse(msg))
-            except (OutputParserError, ToolArgumentsError) as e:
-                if attempt == 1:
-                    raise self._fail(msg, e) from e
-                messages = [*messages, *self._feedback(msg, e)]
-        raise AssertionError("unreachable")
+        messages, opts = self._messages(input), {**self._options(), **options}
+        for last in (False, True):
+            done, out = self._check(await self.model.ainvoke(messages, **opts), messages, last)
+            if done:
+                break
+            messages = out
+        return out

@@ -248,23 +248,25 @@ class Tool(Runnable[Any, Any]):
             return value
         return {k: getattr(value, k) for k in type(value).model_fields}
 
-    def invoke(self, input: Any, **kwargs: Any) -> Any:
+    def _arguments(self, input: Any) -> Any:
         args = self.validate_arguments(input)
+        if self.func is None and not self.returns_model:
+            raise TypeError(f"Tool {self.name!r} has no function to run; it only describes a schema")
+        return args
+
+    def invoke(self, input: Any, **kwargs: Any) -> Any:
+        args = self._arguments(input)
         if self.returns_model:
             return args
-        if self.func is None:
-            raise TypeError(f"Tool {self.name!r} has no function to run; it only describes a schema")
         if inspect.iscoroutinefunction(self.func):
             from plait._bridge import run_coroutine
             return run_coroutine(self.func(**args))
-        return self.func(**args)
+        return self.func(**args)  # type: ignore[misc]
 
     async def ainvoke(self, input: Any, **kwargs: Any) -> Any:
-        args = self.validate_arguments(input)
+        args = self._arguments(input)
         if self.returns_model:
             return args
-        if self.func is None:
-            raise TypeError(f"Tool {self.name!r} has no function to run; it only describes a schema")
         if inspect.iscoroutinefunction(self.func):
             return await self.func(**args)
         ctx = contextvars.copy_context()

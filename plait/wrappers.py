@@ -85,6 +85,28 @@ class Bound(_Wrapper):
                                        return_exceptions=return_exceptions, **{**self.kwargs, **options})
 
 
+class _Attempt:
+    """One try of a step: a handled error before the first item is recorded and swallowed."""
+
+    def __init__(self, step: Any, handles: tuple[type[BaseException], ...], errors: list[BaseException],
+                 pause: float) -> None:
+        self.step, self.handles, self.errors, self.pause = step, handles, errors, pause
+        self.started = False
+
+    def seen(self, item: Any) -> Any:
+        self.started = True
+        return item
+
+    def __enter__(self) -> _Attempt:
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
+        if error is None or self.started or not isinstance(error, self.handles):
+            return False
+        self.errors.append(error)
+        return True
+
+
 class _Tries(_Wrapper):
     """Base of the wrappers that try steps in turn until one succeeds (retry, fallbacks).
 
@@ -103,45 +125,31 @@ class _Tries(_Wrapper):
     def _give_up(self, errors: list[BaseException]) -> BaseException:
         raise NotImplementedError
 
+    def _attempts(self) -> Iterator[_Attempt]:
+        """One :class:`_Attempt` per step to try; raises :meth:`_give_up`'s error when all failed."""
+        errors: list[BaseException] = []
+        for step in self._tries():
+            yield _Attempt(step, self.handles, errors, self._pause(len(errors)) if errors else 0.0)
+        raise self._give_up(errors)
+
     def _first(self, call: Callable[[Any], Iterable[Any]]) -> Generator[Any, None, None]:
         """Yield the items of the first try that does not fail before its first item.
 
         A failure after the first item propagates: no item is ever delivered twice.
         """
-        errors: list[BaseException] = []
-        for step in self._tries():
-            pause = self._pause(len(errors)) if errors else 0.0
-            if pause:
-                time.sleep(pause)
-            started = False
-            try:
-                for item in call(step):
-                    started = True
-                    yield item
+        for attempt in self._attempts():
+            time.sleep(attempt.pause)
+            with attempt:
+                yield from map(attempt.seen, call(attempt.step))
                 return
-            except self.handles as e:
-                if started:
-                    raise
-                errors.append(e)
-        raise self._give_up(errors)
 
     async def _afirst(self, call: Callable[[Any], AsyncIterator[Any]]) -> AsyncGenerator[Any, None]:
-        errors: list[BaseException] = []
-        for step in self._tries():
-            pause = self._pause(len(errors)) if errors else 0.0
-            if pause:
-                await asyncio.sleep(pause)
-            started = False
-            try:
-                async for item in call(step):
-                    started = True
-                    yield item
+        for attempt in self._attempts():
+            await asyncio.sleep(attempt.pause)
+            with attempt:
+                async for item in call(attempt.step):
+                    yield attempt.seen(item)
                 return
-            except self.handles as e:
-                if started:
-                    raise
-                errors.append(e)
-        raise self._give_up(errors)
 
     def invoke(self, input: Any, **options: Any) -> Any:
         tries = self._first(lambda step: (step.invoke(input, **options),))

@@ -34,7 +34,7 @@ import sqlite3
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -309,45 +309,39 @@ class Cached(Runnable[Any, Any]):
     def get_name(self) -> str:
         return self.name or f"Cached({self.runnable.get_name()})"
 
-    def _lookup(self, input: Any, options: str) -> Any:
+    def _lookup(self, input: Any, kwargs: dict[str, Any]) -> tuple[Callable[[Any], None], Any]:
+        """``(store, value)``: the cached value or ``_MISS``, and how to store a computed one."""
+        options = _canonical(kwargs)
         value = self.cache.lookup(self.namespace, options, input)
         if value is _MISS:
             self.misses += 1
         else:
             self.hits += 1
-        return value
+        return (lambda computed: self.cache.store(self.namespace, options, input, computed)), value
 
     def invoke(self, input: Any, **kwargs: Any) -> Any:
-        options = _canonical(kwargs)
-        value = self._lookup(input, options)
+        store, value = self._lookup(input, kwargs)
         if value is _MISS:
             value = self.runnable.invoke(input, **kwargs)
-            self.cache.store(self.namespace, options, input, value)
+            store(value)
         return value
 
     async def ainvoke(self, input: Any, **kwargs: Any) -> Any:
-        options = _canonical(kwargs)
-        value = self._lookup(input, options)
+        store, value = self._lookup(input, kwargs)
         if value is _MISS:
             value = await self.runnable.ainvoke(input, **kwargs)
-            self.cache.store(self.namespace, options, input, value)
+            store(value)
         return value
 
     def stream(self, input: Any, **kwargs: Any) -> Iterator[Any]:
-        options = _canonical(kwargs)
-        value = self._lookup(input, options)
+        store, value = self._lookup(input, kwargs)
         if value is not _MISS:
             yield _replay(value)
             return
-        total: Any = None
-        for chunk in self.runnable.stream(input, **kwargs):
-            total = add_chunks(total, chunk)
-            yield chunk
-        self.cache.store(self.namespace, options, input, _final(total))
+        yield from _summed(self.runnable.stream(input, **kwargs), store)
 
     async def astream(self, input: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        options = _canonical(kwargs)
-        value = self._lookup(input, options)
+        store, value = self._lookup(input, kwargs)
         if value is not _MISS:
             yield _replay(value)
             return
@@ -355,7 +349,16 @@ class Cached(Runnable[Any, Any]):
         async for chunk in self.runnable.astream(input, **kwargs):
             total = add_chunks(total, chunk)
             yield chunk
-        self.cache.store(self.namespace, options, input, _final(total))
+        store(_final(total))
+
+
+def _summed(chunks: Iterator[Any], store: Callable[[Any], None]) -> Iterator[Any]:
+    """Pass ``chunks`` on, then store their sum (only if the stream was read to its end)."""
+    total: Any = None
+    for chunk in chunks:
+        total = add_chunks(total, chunk)
+        yield chunk
+    store(_final(total))
 
 
 def cached(runnable: Runnable[Any, Any], *, embeddings: Any = None, threshold: float = 0.95,

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -166,63 +167,62 @@ class OpenAIChatModel(ChatModel):
         return StreamInterruptedError(f"The stream from {self.settings.base_url} ({self.model_name}) {what} "
                                       f"after {n} chunks{why}. The answer is incomplete; retry the request")
 
-    # --- the backend contract --------------------------------------------------------------------
-    def _generate(self, messages: list[Message], options: dict[str, Any]) -> AssistantMessage:
-        req = self._request(messages, options, stream=False)
+    @contextlib.contextmanager
+    def _calling(self) -> Iterator[None]:
+        """Turn the SDK's errors while opening a request into plait's errors."""
         try:
-            resp = self.settings.client().chat.completions.create(**req)
+            yield
         except Exception as e:
             raise self.settings.error(e, self.model_name, "chat") from e
+
+    # --- the backend contract --------------------------------------------------------------------
+    def _generate(self, messages: list[Message], options: dict[str, Any]) -> AssistantMessage:
+        with self._calling():
+            resp = self.settings.client().chat.completions.create(**self._request(messages, options, stream=False))
         return self._message(resp)
 
     async def _agenerate(self, messages: list[Message], options: dict[str, Any]) -> AssistantMessage:
-        req = self._request(messages, options, stream=False)
-        try:
-            resp = await self.settings.aclient().chat.completions.create(**req)
-        except Exception as e:
-            raise self.settings.error(e, self.model_name, "chat") from e
+        with self._calling():
+            resp = await self.settings.aclient().chat.completions.create(
+                **self._request(messages, options, stream=False))
         return self._message(resp)
 
     def _stream(self, messages: list[Message], options: dict[str, Any]) -> Iterator[AssistantChunk]:
-        req = self._request(messages, options, stream=True)
-        try:
-            stream = self.settings.client().chat.completions.create(**req)
-        except Exception as e:
-            raise self.settings.error(e, self.model_name, "chat") from e
-        n, finished = 0, False
-        with stream:
-            while True:
-                try:
-                    raw = next(stream)
-                except StopIteration:
-                    break
-                except Exception as e:
-                    raise self._interrupted(e, n) from e
-                chunk = self._chunk(raw, first=(n == 0))
-                finished = finished or chunk.finish_reason is not None
-                n += 1
-                yield chunk
-        if not finished:
-            raise self._interrupted(None, n)
+        with self._calling():
+            stream = self.settings.client().chat.completions.create(**self._request(messages, options, stream=True))
+        got = _Received(self)
+        with stream, got.reading():
+            yield from map(got.chunk, stream)
 
     async def _astream(self, messages: list[Message], options: dict[str, Any]) -> AsyncIterator[AssistantChunk]:
-        req = self._request(messages, options, stream=True)
-        try:
-            stream = await self.settings.aclient().chat.completions.create(**req)
-        except Exception as e:
-            raise self.settings.error(e, self.model_name, "chat") from e
-        n, finished = 0, False
+        with self._calling():
+            stream = await self.settings.aclient().chat.completions.create(
+                **self._request(messages, options, stream=True))
+        got = _Received(self)
         async with stream:
-            while True:
-                try:
-                    raw = await stream.__anext__()
-                except StopAsyncIteration:
-                    break
-                except Exception as e:
-                    raise self._interrupted(e, n) from e
-                chunk = self._chunk(raw, first=(n == 0))
-                finished = finished or chunk.finish_reason is not None
-                n += 1
-                yield chunk
-        if not finished:
-            raise self._interrupted(None, n)
+            with got.reading():
+                async for raw in stream:
+                    yield got.chunk(raw)
+
+
+class _Received:
+    """One stream's bookkeeping: numbering its chunks, noticing its finish, naming a break."""
+
+    def __init__(self, model: OpenAIChatModel) -> None:
+        self.model, self.n, self.finished = model, 0, False
+
+    def chunk(self, raw: Any) -> AssistantChunk:
+        chunk = self.model._chunk(raw, first=(self.n == 0))
+        self.finished = self.finished or chunk.finish_reason is not None
+        self.n += 1
+        return chunk
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """A stream that breaks off, or ends without a finish reason, raises StreamInterruptedError."""
+        try:
+            yield
+        except Exception as e:
+            raise self.model._interrupted(e, self.n) from e
+        if not self.finished:
+            raise self.model._interrupted(None, self.n)

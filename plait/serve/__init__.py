@@ -6,7 +6,9 @@ run it with uvicorn. FastAPI is imported only when these are used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from plait._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from plait.serve.app import create_app
@@ -19,10 +21,4 @@ _LAZY = {"create_app": "plait.serve.app", "ServeConfig": "plait.serve.config",
 __all__ = ["ServeConfig", "ServerThread", "create_app", "run_server"]
 
 
-def __getattr__(name: str) -> Any:
-    import importlib
-
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'plait.serve' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

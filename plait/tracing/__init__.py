@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import importlib
 import os
 import threading
 import time
@@ -36,6 +35,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from plait._lazy import lazy_exports
 from plait.messages import add_chunks
 
 if TYPE_CHECKING:
@@ -216,76 +216,81 @@ def start_run(name: str, input: Any) -> contextlib.AbstractContextManager[Run]:
     return _entered(_new_run(name, input, None, (), {}))
 
 
+class _Streamed:
+    """One streamed run's bookkeeping, shared by :func:`_iter_run` and :func:`_aiter_run`."""
+
+    def __init__(self, run: Run) -> None:
+        self.run, self.total = run, None
+        self.close: Callable[[], Any] = lambda: None
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        """Make the run the current one inside the block."""
+        token = _STATE.set((self.run.tracers, self.run))
+        try:
+            yield
+        finally:
+            _STATE.reset(token)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Open the run; close it with the summed chunks, an error, or what was streamed so far."""
+        _begin(self.run)
+        try:
+            yield
+        except GeneratorExit:  # the consumer stopped early: the run ends with what it streamed
+            self.close()
+            self.done()
+            raise
+        except BaseException as e:
+            _finish(self.run, e)
+            raise
+        self.done()
+
+    def seen(self, chunk: Any) -> Any:
+        for t in self.run.tracers:
+            t.on_chunk(self.run, chunk)
+        self.total = add_chunks(self.total, chunk)
+        return chunk
+
+    def done(self) -> None:
+        self.run.output = self.total
+        _finish(self.run)
+
+
+_DONE = object()
+
+
 def _iter_run(run: Run, make: Callable[[], Iterator[Any]]) -> Iterator[Any]:
     """Trace a stream: one run, a chunk callback per chunk, the summed chunks as its output.
 
     The run is the current one only while the step computes its next chunk, because the
     generators of a streamed chain interleave in the caller's context.
     """
-    _begin(run)
-    state = (run.tracers, run)
-    total: Any = None
-    try:
-        token = _STATE.set(state)
-        try:
+    s = _Streamed(run)
+    with s.running():
+        with s.current():
             it = make()
-        finally:
-            _STATE.reset(token)
+        s.close = getattr(it, "close", s.close)
         while True:
-            token = _STATE.set(state)
-            try:
-                chunk = next(it)
-            except StopIteration:
-                break
-            finally:
-                _STATE.reset(token)
-            for t in run.tracers:
-                t.on_chunk(run, chunk)
-            total = add_chunks(total, chunk)
-            yield chunk
-    except GeneratorExit:  # the consumer stopped early: the run ends with what it streamed
-        getattr(it, "close", lambda: None)()
-        run.output = total
-        _finish(run)
-        raise
-    except BaseException as e:
-        _finish(run, e)
-        raise
-    run.output = total
-    _finish(run)
+            with s.current():
+                chunk = next(it, _DONE)
+            if chunk is _DONE:
+                return
+            yield s.seen(chunk)
 
 
 async def _aiter_run(run: Run, make: Callable[[], AsyncIterator[Any]]) -> AsyncIterator[Any]:
-    _begin(run)
-    state = (run.tracers, run)
-    total: Any = None
-    try:
-        token = _STATE.set(state)
-        try:
+    s = _Streamed(run)
+    with s.running():
+        with s.current():
             it = make().__aiter__()
-        finally:
-            _STATE.reset(token)
         while True:
-            token = _STATE.set(state)
-            try:
-                chunk = await it.__anext__()
-            except StopAsyncIteration:
-                break
-            finally:
-                _STATE.reset(token)
-            for t in run.tracers:
-                t.on_chunk(run, chunk)
-            total = add_chunks(total, chunk)
-            yield chunk
-    except GeneratorExit:
-        run.output = total
-        _finish(run)
-        raise
-    except BaseException as e:
-        _finish(run, e)
-        raise
-    run.output = total
-    _finish(run)
+            with s.current():
+                chunk = await anext(it, _DONE)
+            if chunk is _DONE:
+                return
+            yield s.seen(chunk)
 
 
 # --- the hook ----------------------------------------------------------------------------------
@@ -337,17 +342,12 @@ def traced(step: Any) -> Any:
     return Span(step) if listening() else step
 
 
-_LAZY = {"ConsoleTracer": "console", "EventCollector": "runnable", "Traced": "runnable",
-         "astream_events": "runnable", "OpenTelemetryTracer": "otel"}
+_LAZY = {"ConsoleTracer": "plait.tracing.console", "EventCollector": "plait.tracing.runnable",
+         "Traced": "plait.tracing.runnable", "astream_events": "plait.tracing.runnable",
+         "OpenTelemetryTracer": "plait.tracing.otel"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'plait.tracing' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"plait.tracing.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = ["ConsoleTracer", "EventCollector", "OpenTelemetryTracer", "Run", "Span", "Traced", "Tracer",
