@@ -46,7 +46,7 @@ demo: setup
 	$(PY) -m plait.cli demo
 
 bench: setup-dev
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lint: setup-dev
 	$(PY) -m ruff check plait tests benchmarks examples

@@ -120,7 +120,7 @@ class FTS5:
     def _tokens(self, texts: Sequence[str]) -> list[list[str]]:
         if self.pre:
             if self._tok is None:
-                from plait.retrievers.bm25 import BM25Index
+                from _bm25s_baseline import BM25Index
 
                 self._tok = BM25Index()
             return self._tok.tokenize(texts)
@@ -151,10 +151,10 @@ class FTS5:
 
 
 class BM25s:
-    """Today's index (plait.retrievers.bm25.BM25Index, in memory), rebuilt on the first query."""
+    """Today's index (benchmarks/_bm25s_baseline.py, in memory), rebuilt on the first query."""
 
     def __init__(self, window: int) -> None:
-        from plait.retrievers.bm25 import BM25Index
+        from _bm25s_baseline import BM25Index
 
         self.index = BM25Index(window=window)
 
