@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("plait.commands.config", "show or change settings: default model, aliases, model options"),
     "keys": ("plait.commands.keys", "store API keys (plait keys set openai)"),
     "logs": ("plait.commands.logs", "show the log of prompts and answers"),
+    "tune": ("plait.commands.tune", "fine-tune a local model (LoRA) or a remote one on chat examples"),
     "demo": ("plait.commands.demo", "the main job: ingest the docs, answer questions, draw an image"),
 }
 

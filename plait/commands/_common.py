@@ -17,6 +17,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="base URL of the OpenAI-compatible server (default: $OPENAI_BASE_URL)")
     parser.add_argument("--api-key", default=None, help="API key for --model openai:... (default: $OPENAI_API_KEY)")
     parser.add_argument("--max-tokens", type=int, default=None, help="most tokens in an answer")
+    parser.add_argument("--adapter", default=None, metavar="DIR",
+                        help="a LoRA adapter folder (from `plait tune`) for a local model")
 
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +48,10 @@ def make_model(args: argparse.Namespace) -> Any:
             kwargs["api_key"] = args.api_key
     elif args.base_url:
         raise SystemExit("--base-url only applies to --model openai:MODEL")
+    if getattr(args, "adapter", None):
+        if not args.model.startswith("local"):
+            raise SystemExit("--adapter only applies to local models (--model local or local:PATH_OR_ID)")
+        kwargs["adapter"] = args.adapter
     return chat_model_from_spec(args.model, **kwargs)
 
 
