@@ -6,7 +6,18 @@ import os
 
 import pytest
 
-from plait.retrievers.loaders import JSONLLoader, LoadError, find_files, html_to_text, iter_files, load_file
+from plait.retrievers.loaders import (
+    JSONLLoader,
+    LoadError,
+    LoadWarning,
+    find_files,
+    html_to_text,
+    iter_files,
+    load_file,
+    stream_file,
+    text_blocks,
+)
+from plait.retrievers.splitters import TextStream
 from tests.retrievers.pdfgen import write_pdf
 
 
@@ -53,10 +64,17 @@ def test_jsonl(tmp_path):
     assert "tags" not in docs[0].metadata and docs[1].metadata["line"] == 3
     assert load_file(p)[0].content == "Body text"  # default: the "text" field
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"text": "ok"}\n{not json\n', encoding="utf-8")
-    with pytest.raises(LoadError, match="line 2 is not valid JSON"):
-        load_file(bad)
-    with pytest.raises(LoadError, match="content_keys"):
+    bad.write_text('{"text": "ok"}\n{not json\n[1]\n{"text": "fine"}\n', encoding="utf-8")
+    with pytest.warns(LoadWarning) as caught:  # a bad line is skipped and named; the rest loads
+        assert [d.content for d in load_file(bad)] == ["ok", "fine"]
+    assert [str(w.message).split(": ", 1)[0] for w in caught] == [f"{bad.resolve()}:2", f"{bad.resolve()}:3"]
+    assert "not valid JSON" in str(caught[0].message) and "expected an object" in str(caught[1].message)
+    streamed = list(JSONLLoader().stream(bad))
+    assert [type(x).__name__ for x in streamed] == ["Document", "Problem", "Problem", "Document"]
+    (tmp_path / "allbad.jsonl").write_text("{nope\n", encoding="utf-8")
+    with pytest.raises(LoadError, match="no text records"), pytest.warns(LoadWarning):
+        load_file(tmp_path / "allbad.jsonl")
+    with pytest.raises(LoadError, match="content_keys"), pytest.warns(LoadWarning):
         JSONLLoader("body")(p)
 
 
@@ -103,3 +121,31 @@ def test_missing_and_directory(tmp_path):
         load_file(tmp_path / "nope.txt")
     with pytest.raises(LoadError, match="directory"):
         load_file(tmp_path)
+
+
+def test_text_streams_in_blocks_and_checks_as_a_whole_read(tmp_path, monkeypatch):
+    import plait.retrievers.loaders as loaders
+
+    monkeypatch.setattr(loaders, "BLOCK", 7)  # many blocks, cut inside multi-byte characters
+    text = "naïve café — 日本語 text, line one\nline two ü\n" * 20
+    p = tmp_path / "u.txt"
+    p.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert "".join(text_blocks(p)) == text
+    assert "".join(text_blocks(p, 100)) == text[100:]
+    [stream] = list(stream_file(p))
+    assert isinstance(stream, TextStream) and stream.metadata["format"] == "text"
+    assert "".join(stream.open(5)) == text[5:]
+    late = tmp_path / "late.txt"
+    late.write_bytes(b"a" * 100 + b"\xff" + b"b" * 10)
+    with pytest.raises(LoadError, match="offset 100"):
+        "".join(text_blocks(late))
+    (tmp_path / "blank.txt").write_text(" \n\t ", encoding="utf-8")
+    with pytest.raises(LoadError, match="empty"):
+        "".join(text_blocks(tmp_path / "blank.txt"))
+
+
+def test_a_fifo_is_refused_without_being_waited_on(tmp_path):
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(LoadError, match="named pipe"):
+        load_file(fifo)  # opened non-blocking and checked: no writer needed to get here
