@@ -14,11 +14,14 @@ default, updated in O(changed) by every write), so lexical and hybrid search alw
 search sees. The lexical index is a directory beside the collection: ``<path>/plait/<collection>.lexical/``
 for the embedded store, ``$PLAIT_HOME/chroma-servers/<host>_<port>/<collection>.lexical/`` for a
 server, in memory for the in-memory store; the ingestion record lives in the "sidecar" SQLite file
-beside it (``<collection>.sqlite``). Another process's writes to the same directory are seen at its
-next query. The index is refilled from Chroma only when asked (:meth:`ChromaStore.rebuild_lexical`,
-``plait index rebuild COLLECTION``) or when, on first use in a process, its chunk count differs
-from Chroma's (a missing or damaged index, e.g. a store from before this index existed, or another
-client writing to a server without this index).
+beside it (``<collection>.sqlite``). The index is refilled from Chroma only when asked
+(:meth:`ChromaStore.rebuild_lexical`, ``plait index rebuild COLLECTION``) or when, on first use in a
+process, its chunk count differs from Chroma's (a missing or damaged index).
+
+Every process sees every write at its next query (:mod:`plait.retrievers.chroma_sync`): on one
+embedded directory, a vector query reopens the client when another process wrote to Chroma, and
+writes take an OS lock; on a Chroma server, every write appends change records to
+``<collection>.plait-changes``, which every client applies to its lexical index before a query.
 
 Vectors are compared by cosine; ``Document.score`` is the cosine similarity (1 = same direction).
 Constructors and :meth:`ChromaStore.as_retriever` open nothing: the client, the collection and
@@ -41,7 +44,8 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +53,7 @@ from plait.defaults import require
 from plait.messages import Document
 from plait.retrievers.base import Filter, Hit, KeywordIndex, Retriever, document_id, to_chroma_where
 from plait.retrievers.bm25 import BM25Retriever
+from plait.retrievers.chroma_sync import ChangeFeed, EmbeddedWatch, refresh_lexical, reopen
 from plait.retrievers.lexical import LexicalIndex
 
 if TYPE_CHECKING:
@@ -110,6 +115,8 @@ class ChromaStore:
         self.bm25: KeywordIndex | None = LexicalIndex(self.lexical_dir) if bm25 else None
         self._synced = False
         self._batch: int | None = None
+        self._watch: EmbeddedWatch | None = None  # embedded: other processes' writes to Chroma
+        self._feed: ChangeFeed | None = None  # server: the change log every client follows
 
     def _persistent_path(self) -> Path:
         if self.path is None:
@@ -181,8 +188,42 @@ class ChromaStore:
                 else:
                     path = self._persistent_path()
                     path.mkdir(parents=True, exist_ok=True)
+                    if self._watch is None:
+                        self._watch = EmbeddedWatch(path)
+                    seen = self._watch.mark()  # before opening: a write meanwhile shows as a change
                     self._client = chromadb.PersistentClient(path=str(path), settings=_settings())
+                    self._watch.seen = seen
             return self._client
+
+    def _reopen_if_stale(self) -> None:
+        """Embedded: reopen the client when another process wrote to Chroma since it loaded."""
+        with self._lock:
+            if self._watch is not None and self._client is not None and self._watch.stale():
+                reopen(self._client)
+                self._client = self._collection = None
+
+    @contextmanager
+    def _writing(self, op: str, ids: Sequence[str]) -> Iterator[None]:
+        """Around a write: embedded, the directory's write lock; on a server, the change records after it."""
+        with self._lock:
+            if self.mode == "persistent":
+                _ = self.client  # opens the watch
+                assert self._watch is not None
+                with self._watch.writing(self._reopen_if_stale):
+                    yield
+            else:
+                yield
+                if self.mode == "http":  # every client's writes, so that the others can follow
+                    self.feed().record(op, ids)
+
+    def feed(self) -> ChangeFeed:
+        """The change log of this collection on its Chroma server (see :mod:`plait.retrievers.chroma_sync`)."""
+        if self.mode != "http":
+            raise ValueError(f"{self!r} is not on a Chroma server; only a server's clients follow a change log")
+        with self._lock:
+            if self._feed is None:
+                self._feed = ChangeFeed(self.client, self.collection_name, self.lexical_dir)
+            return self._feed
 
     @property
     def collection(self) -> Any:
@@ -192,11 +233,12 @@ class ChromaStore:
                     self.collection_name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
             return self._collection
 
-    def lexical_index(self) -> KeywordIndex:
+    def lexical_index(self, *, follow: bool = True) -> KeywordIndex:
         """The lexical side. On its first use in this object its chunk count is checked against
         Chroma's once, and a missing or damaged index is refilled from Chroma; after that every
-        write keeps it in line (this process's through the store, other processes' through the
-        shared index directory), so no later query checks or rebuilds anything."""
+        write keeps it in line: this process's through the store, other processes' on this
+        machine through the shared index directory, and, on a Chroma server, other clients'
+        through the change log, followed here unless ``follow`` is False (one round trip)."""
         if self.bm25 is None:
             raise ValueError(f"{self!r} was opened with bm25=False; open it with bm25=True for lexical search")
         with self._lock:
@@ -204,6 +246,8 @@ class ChromaStore:
                 if self.bm25.count() != self.count():
                     self._rebuild_lexical(self.bm25)
                 self._synced = True
+            if follow and self.mode == "http":
+                self.feed().follow(lambda: self._rebuild_lexical(self.bm25), lambda ids: refresh_lexical(self, ids))
         return self.bm25
 
     def rebuild_lexical(self) -> int:
@@ -220,6 +264,8 @@ class ChromaStore:
 
     def _rebuild_lexical(self, lexical: KeywordIndex) -> None:
         """Refill the lexical index from Chroma (clear, then add every chunk in batches)."""
+        if self.mode == "http" and lexical is self.bm25:
+            self.feed().refilling()  # the change records from here on are still to follow
         lexical.clear()
         batch = 1000
         offset = 0
@@ -253,12 +299,13 @@ class ChromaStore:
             embeddings = emb.embed_array(texts)
         metas = [_chroma_metadata(d.metadata) for d in docs]
         step = self._max_batch()
-        for start in range(0, len(ids), step):
-            end = start + step
-            self.collection.upsert(ids=ids[start:end], embeddings=embeddings[start:end],
-                                   documents=texts[start:end], metadatas=metas[start:end])
-        if self.bm25 is not None:  # the metadata as Chroma keeps it, so every retriever returns the same
-            self.bm25.upsert(ids, texts, [m or {} for m in metas])
+        with self._writing("upsert", ids):
+            for start in range(0, len(ids), step):
+                end = start + step
+                self.collection.upsert(ids=ids[start:end], embeddings=embeddings[start:end],
+                                       documents=texts[start:end], metadatas=metas[start:end])
+            if self.bm25 is not None:  # the metadata as Chroma keeps it, so every retriever returns the same
+                self.bm25.upsert(ids, texts, [m or {} for m in metas])
         return ids
 
     add_documents = upsert
@@ -281,17 +328,18 @@ class ChromaStore:
         if not targets:
             return 0
         step = self._max_batch()
-        for start in range(0, len(targets), step):
-            self.collection.delete(ids=targets[start:start + step])
-        if self.bm25 is not None:
-            self.bm25.delete(targets)
+        with self._writing("delete", targets):
+            for start in range(0, len(targets), step):
+                self.collection.delete(ids=targets[start:start + step])
+            if self.bm25 is not None:
+                self.bm25.delete(targets)
         return len(targets)
 
     def clear(self) -> None:
         """Delete the collection's contents (and the lexical twin's)."""
         from chromadb.errors import NotFoundError
 
-        with self._lock:
+        with self._lock, self._writing("clear", []):
             try:
                 self.client.delete_collection(self.collection_name)
             except NotFoundError:  # nothing to delete; any other error (connection, permission) is raised
@@ -317,6 +365,7 @@ class ChromaStore:
         return sorted(self.collection.get(include=[])["ids"])
 
     def _query(self, vector: Any, k: int, filter: Filter | None, include: list[str]) -> dict[str, Any]:
+        self._reopen_if_stale()
         res = self.collection.query(query_embeddings=[list(map(float, vector))], n_results=k,
                                     where=to_chroma_where(filter), include=include)
         return {key: value[0] for key, value in res.items() if isinstance(value, list) and value}
@@ -344,13 +393,15 @@ class ChromaStore:
         For fusion: Chroma returns ids and distances several times faster than texts and metadata;
         the metadata comes from the lexical twin's memory when there is one.
         """
+        if self.mode == "http" and self.bm25 is not None:
+            self.lexical_index()  # follow the change log first: metadata below is read from the lexical index
         res = self._query(self.embeddings.embed_query(query), k, filter, ["distances"])
         ids, dists = res.get("ids", []), res.get("distances", [])
         metas = self._metadata(ids)
         return [Hit(i, 1.0 - float(d), metas.get(i) or {}) for i, d in zip(ids, dists, strict=True)]
 
     def _metadata(self, ids: Sequence[str]) -> dict[str, Any]:
-        found: dict[str, Any] = self.lexical_index().metadata(ids) if self.bm25 is not None else {}
+        found: dict[str, Any] = self.lexical_index(follow=False).metadata(ids) if self.bm25 is not None else {}
         missing = [i for i in ids if i not in found]
         if missing:
             got = self.collection.get(ids=missing, include=["metadatas"])
@@ -362,7 +413,7 @@ class ChromaStore:
 
         Read from the lexical twin when there is one (much faster than Chroma).
         """
-        found = {d.id: d for d in self.lexical_index().get(ids)} if self.bm25 is not None else {}
+        found = {d.id: d for d in self.lexical_index(follow=False).get(ids)} if self.bm25 is not None else {}
         missing = [i for i in ids if i not in found]
         if missing:
             found.update({d.id: d for d in self.get(missing)})

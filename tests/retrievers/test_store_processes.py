@@ -1,68 +1,24 @@
 """Two OS processes on one embedded store (one data dir), each already open.
 
-What plait keeps in step: the lexical index (a tantivy directory every process reloads at its next
-query when another committed) and Chroma's records (``count``/``get``, read from Chroma's SQLite).
+Every write of either process is seen at the other's next query, on every side: the lexical index
+(a tantivy directory every process reloads when another committed), Chroma's records
+(``count``/``get``, read from Chroma's SQLite) and Chroma's vector queries. For the last, embedded
+Chroma alone is not enough: it keeps each process's HNSW graph in memory and never reloads it
+(chroma-core/chroma#3769, #3792, chromadb 1.5.9); the store notices another process's write by
+Chroma's log sequence number and reopens its client (:mod:`plait.retrievers.chroma_sync`).
 No lexical rebuild runs after ordinary writes, in either process.
-
-What embedded Chroma does not: a *vector query* in one process does not see vectors another
-process wrote until that process drops chromadb's cached System (``SharedSystemClient``; the HNSW
-segment is loaded into memory once per process and per path) and reopens. Embedded Chroma is not
-process-safe (chroma-core/chroma#3769, #3792, open with chromadb 1.5.9); for several processes use a
-Chroma server (``ChromaStore.http``). The strict xfail below pins that behaviour down: it fails
-loudly if a Chroma release starts to show the other process's vectors.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from plait.messages import Document
 from plait.retrievers.chroma import ChromaStore
 from plait.retrievers.lexical import LexicalIndex
-from tests.retrievers.store_peer_child import found, text, vector
-
-CHILD = Path(__file__).with_name("store_peer_child.py")
-
-
-def _write(store: ChromaStore, chunk_id: str) -> None:
-    store.upsert([Document(content=text(chunk_id), id=chunk_id)], embeddings=vector(chunk_id)[None, :])
-
-
-class Peer:
-    """The other process: an already open store on the same data dir, driven line by line."""
-
-    def __init__(self, path: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(CHILD), str(path), "peers"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        assert self._line() == "ready"
-
-    def _line(self) -> str:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait(timeout=60)
-            raise AssertionError(f"the peer process exited: {self.proc.stderr.read() if self.proc.stderr else ''}")
-        return line.strip()
-
-    def ask(self, line: str) -> dict:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        return json.loads(self._line())
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
-        assert self.proc.returncode == 0, self.proc.stderr.read() if self.proc.stderr else ""
+from tests.retrievers.store_peer_child import Peer, found
+from tests.retrievers.store_peer_child import write as _write
 
 
 @pytest.fixture
@@ -74,7 +30,7 @@ def pair(tmp_path, monkeypatch) -> Iterator[tuple[ChromaStore, Peer, list[int]]]
     assert isinstance(store.bm25, LexicalIndex) and store.bm25.path == path / "plait" / "peers.lexical"
     rebuilds: list[int] = []
     monkeypatch.setattr(store, "_rebuild_lexical", lambda lexical: rebuilds.append(1))
-    peer = Peer(path)
+    peer = Peer(path, "peers")
     yield store, peer, rebuilds
     peer.close()
 
@@ -93,9 +49,19 @@ def test_an_ingest_process_and_an_open_store_see_each_others_writes(pair):
     assert rebuilds == []  # every write reached the shared index: nothing was refilled from Chroma
 
 
-@pytest.mark.xfail(strict=True, reason="embedded Chroma keeps each process's HNSW segment in memory: a vector "
-                                       "query does not see another process's writes (chroma-core/chroma#3792)")
-def test_embedded_chroma_vector_queries_see_another_process(pair):
-    store, peer, _ = pair
+def test_vector_queries_see_another_processs_writes_and_deletes(pair):
+    store, peer, rebuilds = pair
     assert peer.ask("write gamma") == {"wrote": "gamma"}
-    assert found(store, "gamma")["dense"] == ["gamma"]
+    assert found(store, "gamma") == {"lexical": ["gamma"], "dense": ["gamma"]}
+    _write(store, "delta")  # this process writes after the reopen: the peer's vector query sees it
+    assert peer.ask("query delta") == {"lexical": ["delta"], "dense": ["delta"]}
+    assert peer.ask("delete gamma") == {"deleted": "gamma"}
+    assert found(store, "gamma")["lexical"] == [] and found(store, "gamma")["dense"] != ["gamma"]
+    for i in range(3):  # both write in turns: neither loses the other's vectors
+        _write(store, f"mine{i}")
+        assert peer.ask(f"write theirs{i}") == {"wrote": f"theirs{i}"}
+    for chunk_id in ["alpha", "delta"] + [f"{w}{i}" for w in ("mine", "theirs") for i in range(3)]:
+        assert found(store, chunk_id)["dense"] == [chunk_id]
+        assert peer.ask(f"query {chunk_id}")["dense"] == [chunk_id]
+    assert store.count() == 8
+    assert rebuilds == []
