@@ -160,15 +160,15 @@ class TransformersChatModel(ChatModel):
 
     # --- the ChatModel contract ----------------------------------------------------------------
     def _generate(self, messages: list[Message], options: dict[str, Any]) -> AssistantMessage:
-        from plait.local_models.llm import constrained
-
         total = AssistantChunk()
         for chunk in self._stream(messages, options):
             total = total + chunk
-        return constrained.to_message(total)
+        from plait.local_models.llm.replies import to_message
+
+        return to_message(total)
 
     def _stream(self, messages: list[Message], options: dict[str, Any]) -> Iterator[AssistantChunk]:
-        from plait.local_models.llm import constrained
+        from plait.local_models.llm import constrained, replies
 
         engine = self._engine.load()
         # tool / JSON instructions into the prompt, and the grammar the answer must follow
@@ -187,7 +187,7 @@ class TransformersChatModel(ChatModel):
                           frequency_penalty=options.get("frequency_penalty"),
                           presence_penalty=options.get("presence_penalty"))
         request_id = f"local-{uuid.uuid4().hex[:12]}"
-        reply = constrained.ReplyStream(plan.tools)
+        reply = replies.ReplyStream(plan.tools)
         first = True
         for piece, finish, usage in engine.generate(ids, budget, sampler, options.get("stop"), constraint):
             chunks = reply.feed(piece)

@@ -11,7 +11,8 @@ import pytest
 from pydantic import BaseModel, Field
 
 from plait.local_models.llm import constrained
-from plait.local_models.llm.constrained import ReplyStream, plan, split_calls
+from plait.local_models.llm.constrained import plan
+from plait.local_models.llm.replies import ReplyStream, split_calls
 from plait.messages import AssistantChunk, AssistantMessage, ToolCall, ToolMessage, UserMessage
 from plait.tools import Tool
 
