@@ -33,6 +33,11 @@ AsyncWork = Callable[[Put], Awaitable[Any]]
 
 _ITEM, _END = 0, 1
 
+#: When a caller sets this to a list, every worker thread started here is added to it, so the caller
+#: can wait for the work it started to end (the server holds a request's slot until its threads stop).
+workers: contextvars.ContextVar[list[threading.Thread] | None] = contextvars.ContextVar("plait_workers",
+                                                                                          default=None)
+
 
 class ConsumerLeft(BaseException):  # like GeneratorExit: a signal to stop, not a failure
     """Raised by ``put`` once the consumer has stopped reading: the producer should stop."""
@@ -140,9 +145,13 @@ def _close_quietly(channel: Channel, error: BaseException | None = None) -> None
 
 
 def _start_threads(channel: Channel, works: Iterable[Work]) -> None:
+    tracked = workers.get()
     for work in works:
         ctx = contextvars.copy_context()  # tracing and other context follow the work into its thread
-        threading.Thread(target=ctx.run, args=(_produce, channel, work), daemon=True).start()
+        thread = threading.Thread(target=ctx.run, args=(_produce, channel, work), daemon=True)
+        if tracked is not None:
+            tracked.append(thread)
+        thread.start()
 
 
 def from_threads(*works: Work) -> Iterator[Any]:

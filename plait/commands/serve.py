@@ -50,6 +50,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body", type=int, default=2 * 1024 * 1024, help="largest request body in bytes (2 MiB)")
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="allow browser calls from this origin (repeatable; default: CORS off)")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="also answer requests whose Host header is NAME (repeatable; '*' for any). The bound "
+                             "address, localhost, 127.0.0.1 and ::1 are always allowed")
+    parser.add_argument("--header-timeout", type=float, default=10.0,
+                        help="seconds a connection gets to send a request's headers (10)")
+    parser.add_argument("--body-timeout", type=float, default=30.0,
+                        help="seconds a request gets to send its body (30)")
+    parser.add_argument("--idle-timeout", type=float, default=15.0,
+                        help="seconds an idle keep-alive connection stays open (15)")
+    parser.add_argument("--max-connections", type=int, default=None,
+                        help="open connections at most (default 1024, fewer when the file limit is lower)")
     parser.add_argument("--graceful-timeout", type=float, default=30.0,
                         help="on SIGTERM/Ctrl-C, seconds that streams in flight get to finish (30)")
     parser.add_argument("--access-log", action="store_true", help="log one line per request")
@@ -135,7 +146,10 @@ def build_app(args: argparse.Namespace, api_key: str | None) -> Any:
         target, embeddings = embeddings, None
     config = ServeConfig(api_key=api_key, max_body_bytes=args.max_body, timeout_s=args.timeout,
                          max_concurrency=args.max_concurrency, cors_origins=list(args.cors_origin),
-                         input_key=args.input_key, history_key=args.history_key, name=args.name)
+                         input_key=args.input_key, history_key=args.history_key, name=args.name,
+                         allowed_hosts=list(args.allowed_host), header_timeout_s=args.header_timeout,
+                         body_timeout_s=args.body_timeout, idle_timeout_s=args.idle_timeout,
+                         max_connections=args.max_connections)
     try:
         return create_app(target, config, embeddings=embeddings, images=images)
     except TypeError as e:
@@ -143,12 +157,12 @@ def build_app(args: argparse.Namespace, api_key: str | None) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plait.serve.server import is_loopback
+    from plait.serve.server import exposure_error
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-    if not is_loopback(args.host) and not api_key:
-        print(f"error: --host {args.host} is reachable from other machines; set an API key with --api-key "
-              f"or ${API_KEY_ENV} (clients then send 'Authorization: Bearer KEY')", file=sys.stderr)
+    problem = exposure_error(args.host, api_key)
+    if problem:
+        print(f"error: --host {problem}", file=sys.stderr)
         return 2
     from plait.commands._checks import check_port
 

@@ -78,7 +78,9 @@ class OpenAIChatModel(ChatModel):
     Args:
         model: the model id on that server.
         base_url, api_key, organization: else ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``OPENAI_ORG_ID``.
-        timeout: seconds per request attempt. max_retries: retries of 429/5xx/connection errors.
+        timeout: seconds one call may take, all attempts and waits included. attempt_timeout: seconds
+            per attempt (default: ``timeout``). max_retries: retries of 429/5xx/connection errors.
+            max_retry_wait: the longest wait before a retry, whatever ``Retry-After`` asks (20 s).
         stream_usage: ask for token usage at the end of streams (``stream_options``).
         supports_tools, supports_json_schema: set False for a server without native tools or JSON
             schema output; plait then does them by prompting.
@@ -92,11 +94,13 @@ class OpenAIChatModel(ChatModel):
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  organization: str | None = None, timeout: float = 60.0, max_retries: int = 3,
+                 attempt_timeout: float | None = None, max_retry_wait: float = 20.0,
                  stream_usage: bool = True, supports_tools: bool | None = None,
                  supports_json_schema: bool | None = None, **options: Any) -> None:
         super().__init__(**options)
         self.model_name = model
-        self.settings = OpenAISettings(base_url, api_key, organization, timeout=timeout, max_retries=max_retries)
+        self.settings = OpenAISettings(base_url, api_key, organization, timeout=timeout, max_retries=max_retries,
+                                       attempt_timeout=attempt_timeout, max_retry_wait=max_retry_wait)
         self.stream_usage = stream_usage
         if supports_tools is not None:
             self.supports_tools = supports_tools
@@ -167,37 +171,30 @@ class OpenAIChatModel(ChatModel):
         return StreamInterruptedError(f"The stream from {self.settings.base_url} ({self.model_name}) {what} "
                                       f"after {n} chunks{why}. The answer is incomplete; retry the request")
 
-    @contextlib.contextmanager
-    def _calling(self) -> Iterator[None]:
-        """Turn the SDK's errors while opening a request into plait's errors."""
-        try:
-            yield
-        except Exception as e:
-            raise self.settings.error(e, self.model_name, "chat") from e
+    def _create(self, req: dict[str, Any]) -> Any:
+        """Send the request with plait's retries under one deadline (see :mod:`plait.remote._openai`)."""
+        return self.settings.call(lambda client, timeout: client.chat.completions.create(**req, timeout=timeout),
+                                  self.model_name, "chat")
+
+    async def _acreate(self, req: dict[str, Any]) -> Any:
+        return await self.settings.acall(
+            lambda client, timeout: client.chat.completions.create(**req, timeout=timeout), self.model_name, "chat")
 
     # --- the backend contract --------------------------------------------------------------------
     def _generate(self, messages: list[Message], options: dict[str, Any]) -> AssistantMessage:
-        with self._calling():
-            resp = self.settings.client().chat.completions.create(**self._request(messages, options, stream=False))
-        return self._message(resp)
+        return self._message(self._create(self._request(messages, options, stream=False)))
 
     async def _agenerate(self, messages: list[Message], options: dict[str, Any]) -> AssistantMessage:
-        with self._calling():
-            resp = await self.settings.aclient().chat.completions.create(
-                **self._request(messages, options, stream=False))
-        return self._message(resp)
+        return self._message(await self._acreate(self._request(messages, options, stream=False)))
 
     def _stream(self, messages: list[Message], options: dict[str, Any]) -> Iterator[AssistantChunk]:
-        with self._calling():
-            stream = self.settings.client().chat.completions.create(**self._request(messages, options, stream=True))
+        stream = self._create(self._request(messages, options, stream=True))
         got = _Received(self)
         with stream, got.reading():
             yield from map(got.chunk, stream)
 
     async def _astream(self, messages: list[Message], options: dict[str, Any]) -> AsyncIterator[AssistantChunk]:
-        with self._calling():
-            stream = await self.settings.aclient().chat.completions.create(
-                **self._request(messages, options, stream=True))
+        stream = await self._acreate(self._request(messages, options, stream=True))
         got = _Received(self)
         async with stream:
             with got.reading():

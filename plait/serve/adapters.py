@@ -33,10 +33,10 @@ from plait.messages import (
     ImageResult,
     Message,
     ProgressEvent,
-    ToolCall,
     ToolCallChunk,
     Usage,
     UserMessage,
+    add_chunks,
 )
 from plait.runnable import Runnable
 from plait.serve.config import ServeConfig
@@ -45,12 +45,16 @@ from plait.serve.errors import APIError
 
 # Request fields that are generation options, and the option name a ChatModel knows them by.
 _OPTION_FIELDS = {
-    "temperature": "temperature", "top_p": "top_p", "max_tokens": "max_tokens",
+    "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "max_tokens": "max_tokens",
     "max_completion_tokens": "max_tokens", "stop": "stop", "seed": "seed", "tools": "tools",
     "tool_choice": "tool_choice", "parallel_tool_calls": "parallel_tool_calls",
     "response_format": "response_format", "presence_penalty": "presence_penalty",
     "frequency_penalty": "frequency_penalty", "logit_bias": "logit_bias",
+    "guided_regex": "guided_regex", "guided_choice": "guided_choice",
 }
+# Options a served RAG chain passes on to its model (sampling and length; never tools).
+_CHAIN_MODEL_FIELDS = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "stop", "seed",
+                       "presence_penalty", "frequency_penalty")
 _WORDS = re.compile(r"\S+")
 
 
@@ -70,15 +74,84 @@ class Piece:
 
 @dataclass
 class Reply:
-    """A whole answer."""
+    """A whole answer: what a completion (or a stream's last chunks) reports."""
 
     content: str = ""
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    finish_reason: str | None = None
+    tool_calls: list[ToolCallChunk] = field(default_factory=list)  # whole calls, arguments as sent
+    finish_reason: str = "stop"
     usage: Usage | None = None
+    pieces: int = 0  # pieces of text streamed: the completion-token estimate when there is no usage
     sources: list[Any] | None = None
     citations: list[Any] | None = None
     images: list[dict[str, str]] | None = None
+
+
+class Answer:
+    """Adds up the pieces of one answer, the same way for a stream and for a whole completion.
+
+    ``one_call``: keep the first tool call only (``parallel_tool_calls=false`` for a model that
+    does not take that option itself).
+    """
+
+    __slots__ = ("texts", "calls", "finish", "usage", "sources", "citations", "images", "other", "one_call")
+
+    def __init__(self, one_call: bool = False) -> None:
+        self.texts: list[str] = []
+        self.calls: dict[int, ToolCallChunk] = {}
+        self.finish: str | None = None
+        self.usage: Usage | None = None
+        self.sources: list[Any] | None = None
+        self.citations: list[Any] | None = None
+        self.images: list[dict[str, str]] = []
+        self.other: Any = None
+        self.one_call = one_call
+
+    def calls_of(self, piece: Piece) -> list[ToolCallChunk]:
+        """The piece's tool-call chunks this answer keeps (and adds up)."""
+        kept = []
+        for c in piece.tool_calls or ():
+            if self.one_call and c.index != 0:
+                continue
+            kept.append(c)
+            have = self.calls.get(c.index)
+            self.calls[c.index] = c.model_copy() if have is None else have.model_copy(update={
+                "id": have.id or c.id, "name": have.name or c.name, "arguments": have.arguments + c.arguments})
+        return kept
+
+    def add(self, piece: Piece) -> list[ToolCallChunk]:
+        """Add a piece; returns its tool-call chunks that are kept."""
+        if piece.content:
+            self.texts.append(piece.content)
+        calls = self.calls_of(piece) if piece.tool_calls else []
+        if piece.usage is not None:
+            self.usage = piece.usage if self.usage is None else self.usage + piece.usage
+        if piece.finish_reason:
+            self.finish = piece.finish_reason
+        if piece.sources is not None:
+            self.sources = piece.sources
+        if piece.citations is not None:
+            self.citations = piece.citations
+        if piece.images:
+            self.images.extend(piece.images)
+        if piece.other is not None:
+            self.other = add_chunks(self.other, piece.other)
+        return calls
+
+    def other_text(self) -> str | None:
+        """A chain whose output is not text: its JSON is the answer (when it streamed no text)."""
+        if self.other is None or self.texts:
+            return None
+        return json.dumps(jsonable(self.other), ensure_ascii=False)
+
+    def reply(self) -> Reply:
+        extra = self.other_text()
+        if extra is not None:
+            self.texts.append(extra)
+        calls = [self.calls[i] for i in sorted(self.calls)]
+        return Reply(content="".join(self.texts), tool_calls=calls,
+                     finish_reason=self.finish or ("tool_calls" if calls else "stop"), usage=self.usage,
+                     pieces=len(self.texts), sources=self.sources, citations=self.citations,
+                     images=self.images or None)
 
 
 def _images(result: ImageResult) -> list[dict[str, str]]:
@@ -102,35 +175,6 @@ def _as_mapping(value: Any) -> dict[str, Any] | None:
 def sources_json(value: Any) -> list[Any]:
     items = value if isinstance(value, (list, tuple)) else [value]
     return [jsonable(s) for s in items]
-
-
-def reply_from(output: Any) -> Reply:
-    """Normalise a served object's whole output (see the module docstring)."""
-    if isinstance(output, AssistantChunk):
-        output = output.to_message()
-    if isinstance(output, AssistantMessage):
-        return Reply(content=output.content, tool_calls=list(output.tool_calls), usage=output.usage,
-                     finish_reason=output.finish_reason or ("tool_calls" if output.tool_calls else "stop"))
-    if isinstance(output, str):
-        return Reply(content=output, finish_reason="stop")
-    if output is None:
-        return Reply(finish_reason="stop")
-    if isinstance(output, ImageResult):
-        return Reply(content=_image_text(output), images=_images(output), finish_reason="stop")
-    mapping = _as_mapping(output)
-    if mapping is not None and ("answer" in mapping or "sources" in mapping):
-        reply = reply_from(mapping.get("answer"))
-        if mapping.get("sources") is not None:
-            reply.sources = sources_json(mapping["sources"])
-        if mapping.get("citations"):
-            reply.citations = sources_json(mapping["citations"])
-        if isinstance(mapping.get("usage"), Usage):
-            reply.usage = mapping["usage"]
-        return reply
-    if isinstance(output, list) and output and all(isinstance(d, Document) for d in output):
-        return Reply(content="\n\n".join(d.content for d in output), sources=sources_json(output),
-                     finish_reason="stop")
-    return Reply(content=json.dumps(jsonable(output), ensure_ascii=False), finish_reason="stop")
 
 
 def piece_from(chunk: Any) -> Piece | None:
@@ -173,7 +217,14 @@ def estimate_tokens(text: str) -> int:
 
 
 class ChatTarget:
-    """The served object seen from ``/v1/chat/completions``: builds its input, runs it, normalises."""
+    """The served object seen from ``/v1/chat/completions``: builds its input and options.
+
+    A chat model takes the request's options (an option its ``Options`` do not know is a 400).
+    A chain that passes options to its chat model (``model`` and ``model_options`` attributes,
+    like :class:`~plait.chains.rag.RAGChain`) takes the sampling and length options its model
+    knows; other options, and all options for any other chain, are reported in the
+    ``x-plait-ignored-options`` header.
+    """
 
     def __init__(self, runnable: Runnable[Any, Any], config: ServeConfig) -> None:
         from plait.chat_model import ChatModel
@@ -181,7 +232,12 @@ class ChatTarget:
         self.runnable = runnable
         self.is_chat_model = isinstance(runnable, ChatModel)
         self.config = config
-        self.option_names: set[str] = set(type(runnable).Options.model_fields) if self.is_chat_model else set()  # type: ignore[attr-defined]
+        inner = getattr(runnable, "model", None)
+        self.model: ChatModel | None = runnable if self.is_chat_model else (  # type: ignore[assignment]
+            inner if isinstance(inner, ChatModel) and hasattr(runnable, "model_options") else None)
+        fields = set(type(self.model).Options.model_fields) if self.model is not None else set()
+        self.option_names: set[str] = fields if self.is_chat_model else {
+            _OPTION_FIELDS[w] for w in _CHAIN_MODEL_FIELDS if _OPTION_FIELDS[w] in fields}
 
     def prepare(self, request: Any) -> tuple[Any, dict[str, Any]]:
         """The input and options for one request (a parsed ``ChatCompletionRequest``)."""
@@ -196,12 +252,17 @@ class ChatTarget:
             raise APIError(400, "messages must contain a user message: the served chain answers the last one.",
                            param="messages")
         text = messages[last].content
+        options = self._chain_options(request)
         if self.config.input_key is None:
-            return text, {}
+            return text, options
         value: dict[str, Any] = {self.config.input_key: text}
         if self.config.history_key is not None:
             value[self.config.history_key] = messages[:last]
-        return value, {}
+        return value, options
+
+    def one_call(self, request: Any) -> bool:
+        """Whether the server must keep only the first tool call (the model cannot be told)."""
+        return request.parallel_tool_calls is False and "parallel_tool_calls" not in self.option_names
 
     def ignored_options(self, request: Any) -> list[str]:
         """The generation options a request set that a served chain does not take (reported in the
@@ -210,7 +271,21 @@ class ChatTarget:
         if self.is_chat_model:
             return []
         return [wire for wire in _OPTION_FIELDS if wire not in ("tools", "tool_choice")
-                and getattr(request, wire, None) is not None]
+                and getattr(request, wire, None) is not None and _OPTION_FIELDS[wire] not in self.option_names]
+
+    def _chain_options(self, request: Any) -> dict[str, Any]:
+        options = {_OPTION_FIELDS[w]: getattr(request, w) for w in _CHAIN_MODEL_FIELDS
+                   if getattr(request, w, None) is not None and _OPTION_FIELDS[w] in self.option_names}
+        return self._checked(options)
+
+    def _checked(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The model's own check of the options: its messages are plait's, written for the caller."""
+        if options and self.model is not None:
+            try:
+                self.model.validate_options(dict(options))
+            except ValueError as e:
+                raise APIError(400, str(e)) from None
+        return options
 
     def _options(self, request: Any) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -218,6 +293,10 @@ class ChatTarget:
             value = getattr(request, wire, None)
             if value is None:
                 continue
+            if wire == "response_format" and value.get("type") == "text":
+                continue  # OpenAI's default: plain text, what every model gives anyway
+            if wire == "parallel_tool_calls" and name not in self.option_names:
+                continue  # False is enforced by the server (one_call)
             if name not in self.option_names:
                 raise APIError(400, f"The served model does not support '{wire}'. It accepts: "
                                     f"{', '.join(sorted(self.option_names)) or 'no options'}.", param=wire)
@@ -225,7 +304,4 @@ class ChatTarget:
         choice = options.get("tool_choice")
         if isinstance(choice, dict):  # OpenAI's {"type": "function", "function": {"name": ...}}
             options["tool_choice"] = (choice.get("function") or {}).get("name") or choice.get("type")
-        return options
-
-    async def ainvoke(self, value: Any, options: dict[str, Any]) -> Reply:
-        return reply_from(await self.runnable.ainvoke(value, **options))
+        return self._checked(options)

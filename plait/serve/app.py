@@ -34,7 +34,7 @@ from plait.serve.config import ServeConfig
 from plait.serve.errors import APIError, as_api_error, error_body
 from plait.serve.generic_routes import add_generic_routes
 from plait.serve.openai_routes import add_openai_routes
-from plait.serve.security import APIKeyAuth, BodyLimit, ConcurrencyLimit
+from plait.serve.security import APIKeyAuth, ConcurrencyLimit, HostCheck, JSONBody, allowed_hosts
 from plait.serve.served import Served, ServeState
 from plait.serve.streaming import RAW_SEND
 
@@ -58,7 +58,7 @@ def create_app(runnable_or_model: Any, config: ServeConfig | None = None, *, emb
     """
     config = replace(config or ServeConfig(), **settings)
     served = Served(runnable_or_model, config, embeddings=embeddings, images=images)
-    state = ServeState()
+    state = ServeState(allowed_hosts=allowed_hosts(config.allowed_hosts))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,16 +75,18 @@ def create_app(runnable_or_model: Any, config: ServeConfig | None = None, *, emb
     add_generic_routes(app, served.target, config, input_schema=input_schema, output_schema=output_schema)
     _add_page_and_health(app, served, state)
 
-    # Outermost last: CORS (answers preflights) > body limit > auth > concurrency > routes.
+    # Outermost last: Host check > CORS (answers preflights) > auth > JSON body (read whole, with
+    # its time and size limits) > concurrency > routes.
     app.add_middleware(ConcurrencyLimit, limit=config.max_concurrency, retry_after_s=config.retry_after_s)
+    app.add_middleware(JSONBody, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
     if config.api_key:
         app.add_middleware(APIKeyAuth, api_key=config.api_key)
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     if config.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["authorization", "content-type"])
+    app.add_middleware(HostCheck, allowed=state.allowed_hosts)
     return app
 
 
@@ -125,7 +127,8 @@ def _add_error_handlers(app: FastAPI) -> None:
                             headers=getattr(exc, "headers", None))
 
     async def validation_error(request: Request, exc: Exception) -> Response:
-        return JSONResponse(error_body(400, f"Invalid request: {exc}"), status_code=400)
+        return JSONResponse(error_body(400, "Invalid request: check the parameters against /openapi.json."),
+                            status_code=400)
 
     app.add_exception_handler(APIError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -139,6 +142,10 @@ def _add_page_and_health(app: FastAPI, served: Served, state: ServeState) -> Non
     @app.get("/", include_in_schema=False)
     async def index() -> Response:
         return HTMLResponse(page, headers={"cache-control": "no-cache"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204, headers={"cache-control": "max-age=86400"})
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

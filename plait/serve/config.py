@@ -14,8 +14,9 @@ class ServeConfig:
             (``plait serve`` refuses that when binding to anything but loopback).
         max_body_bytes: larger request bodies get 413.
         timeout_s: time limit of one request (for a stream: of the whole stream); past it a
-            request gets 504, a stream an error event. (A sync model call cannot be interrupted:
-            it finishes in its worker thread, but the client is answered at the limit.)
+            request gets 504, a stream an error event. Generation stops at the model's next token
+            (also when the client disconnects), and the request keeps its concurrency slot until
+            the model's worker threads have stopped.
         max_concurrency: requests to the model routes in flight at once; one more gets 429 with
             ``Retry-After: retry_after_s``.
         heartbeat_s: while a stream waits longer than this for its first token, it starts and
@@ -27,6 +28,14 @@ class ServeConfig:
             (a list of plait messages); ``None`` leaves history out.
         name: the model id clients use (``model=`` in requests, listed by ``/v1/models``); by
             default the chat model's ``model_name``, else ``"plait"``.
+        allowed_hosts: ``Host`` names accepted besides the address a connection came in on,
+            ``localhost``, ``127.0.0.1`` and ``::1`` (and the name the server was bound to);
+            ``["*"]`` accepts any. Guards a key-less server against DNS rebinding.
+        header_timeout_s: a connection must send a request's headers within this (else it is closed).
+        body_timeout_s: a request must send its whole body within this (else 408).
+        idle_timeout_s: an idle keep-alive connection is closed after this.
+        max_connections: open connections at most; a new one past it closes the oldest idle one
+            (or itself, when none is idle). ``None``: 1024, or less when the process may open fewer files.
     """
 
     api_key: str | None = None
@@ -39,3 +48,8 @@ class ServeConfig:
     input_key: str | None = None
     history_key: str | None = None
     name: str | None = None
+    allowed_hosts: list[str] = field(default_factory=list)
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    idle_timeout_s: float = 15.0
+    max_connections: int | None = None

@@ -13,7 +13,6 @@ Usage is the served model's own count when it reports one; otherwise it is an es
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import struct
@@ -27,11 +26,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from plait.embeddings import Embeddings
-from plait.messages import AssistantChunk, ImageResult, ToolCallChunk, Usage, add_chunks
-from plait.serve.adapters import ChatTarget, Reply, estimate_tokens, piece_from
+from plait.messages import AssistantChunk, ImageResult, ToolCallChunk, Usage
+from plait.serve.adapters import Answer, ChatTarget, Reply, estimate_tokens, piece_from
 from plait.serve.convert import image_b64, jsonable
 from plait.serve.errors import APIError, guarded
-from plait.serve.openai_types import ChatCompletionRequest, EmbeddingRequest, ImageRequest, parse
+from plait.serve.openai_types import (
+    ChatCompletionRequest,
+    EmbeddingRequest,
+    ImageRequest,
+    check_choices,
+    parse,
+)
+from plait.serve.running import run_request
 from plait.serve.served import Served
 from plait.serve.streaming import EventStream
 
@@ -70,23 +76,17 @@ def _tool_call_delta(chunks: list[ToolCallChunk]) -> list[dict[str, Any]]:
     return out
 
 
-async def _chunk_events(chat: ChatTarget, value: Any, options: dict[str, Any], *, cid: str, created: int,
-                        model: str, include_usage: bool, prompt_tokens: int) -> AsyncIterator[bytes]:
+async def _chunk_events(chat: ChatTarget, value: Any, options: dict[str, Any], answer: Answer, *, cid: str,
+                        created: int, model: str, include_usage: bool, prompt_tokens: int) -> AsyncIterator[bytes]:
     """The SSE events of one streamed completion (see the module docstring)."""
     # Every chunk shares its head and tail; only the delta changes. Built once, so a content
     # token costs one json.dumps of its text.
     head = (f'data: {{"id":"{cid}","object":"chat.completion.chunk","created":{created},'
             f'"model":{json.dumps(model)},"system_fingerprint":null,"choices":[{{"index":0,"delta":').encode()
     tail = (b',"logprobs":null,"finish_reason":null}]' + (b',"usage":null' if include_usage else b'') + b'}\n\n')
-    usage: Usage | None = None
-    finish: str | None = None
-    sources: list[Any] | None = None
-    citations: list[Any] | None = None
-    images: list[dict[str, str]] = []
-    other: Any = None
-    pieces = tool_pieces = 0
     role = head + b'{"role":"assistant","content":""}' + tail
     started = False
+    texts = answer.texts
     # One write per piece: the role chunk goes out with the first piece, and the last chunk,
     # usage and [DONE] together (each write is a system call, the main cost per token).
     async for chunk in chat.runnable.astream(value, **options):
@@ -100,7 +100,7 @@ async def _chunk_events(chat: ChatTarget, value: Any, options: dict[str, Any], *
                           and not chunk.finish_reason):
             text = chunk if cls is str else chunk.content
             if text:
-                pieces += 1
+                texts.append(text)
                 out += head + b'{"content":' + _json_str(text).encode() + b'}' + tail
             if out:
                 yield out
@@ -110,69 +110,63 @@ async def _chunk_events(chat: ChatTarget, value: Any, options: dict[str, Any], *
             if out:
                 yield out
             continue
+        calls = answer.add(piece)
         if piece.content:
-            pieces += 1
             out += head + b'{"content":' + json.dumps(piece.content).encode() + b'}' + tail
-        if piece.tool_calls:
-            tool_pieces += 1
-            out += head + json.dumps({"tool_calls": _tool_call_delta(piece.tool_calls)}).encode() + tail
-        if piece.usage is not None:
-            usage = piece.usage if usage is None else usage + piece.usage
-        if piece.finish_reason:
-            finish = piece.finish_reason
-        if piece.sources is not None:
-            sources = piece.sources
-        if piece.citations is not None:
-            citations = piece.citations
-        if piece.images:
-            images.extend(piece.images)
-        if piece.other is not None:
-            other = add_chunks(other, piece.other)
+        if calls:
+            out += head + json.dumps({"tool_calls": _tool_call_delta(calls)}).encode() + tail
         if out:
             yield out
     end = b"" if started else role
-    if other is not None and not pieces:  # a chain whose output is not text: its JSON is the answer
-        pieces += 1
-        end += head + json.dumps({"content": json.dumps(jsonable(other), ensure_ascii=False)}).encode() + tail
+    extra = answer.other_text()
+    if extra is not None:
+        end += head + json.dumps({"content": extra}).encode() + tail
+    reply = answer.reply()
     last: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                             "system_fingerprint": None, "choices": [{
-                                "index": 0, "delta": {}, "logprobs": None,
-                                "finish_reason": finish or ("tool_calls" if tool_pieces else "stop")}]}
+                                "index": 0, "delta": {}, "logprobs": None, "finish_reason": reply.finish_reason}]}
     if include_usage:
         last["usage"] = None
-    if sources is not None:
-        last["sources"] = sources
-    if citations is not None:
-        last["citations"] = citations
-    if images:
-        last["images"] = images
+    _add_extras(last, reply)
     end += b"data: " + json.dumps(last, ensure_ascii=False).encode() + b"\n\n"
     if include_usage:
         end += b"data: " + json.dumps({
             "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
             "system_fingerprint": None, "choices": [],
-            "usage": _usage_json(usage, prompt_tokens, pieces)}).encode() + b"\n\n"
+            "usage": _usage_json(reply.usage, prompt_tokens, reply.pieces)}).encode() + b"\n\n"
     yield end + b"data: [DONE]\n\n"
 
 
-def _completion_body(reply: Reply, *, cid: str, created: int, model: str, prompt_tokens: int) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": reply.content or (None if reply.tool_calls else ""),
-                               "refusal": None}
-    if reply.tool_calls:
-        message["tool_calls"] = [{"id": tc.id, "type": "function", "function": {
-            "name": tc.name, "arguments": json.dumps(tc.arguments)}} for tc in reply.tool_calls]
-    body: dict[str, Any] = {
-        "id": cid, "object": "chat.completion", "created": created, "model": model, "system_fingerprint": None,
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")}],
-        "usage": _usage_json(reply.usage, prompt_tokens, estimate_tokens(reply.content)),
-    }
+def _add_extras(body: dict[str, Any], reply: Reply) -> None:
     if reply.sources is not None:
         body["sources"] = reply.sources
     if reply.citations is not None:
         body["citations"] = reply.citations
     if reply.images:
         body["images"] = reply.images
+
+
+async def _collect(chat: ChatTarget, value: Any, options: dict[str, Any], answer: Answer) -> Reply:
+    """A whole completion: the same stream, added up (so a client leaving can stop it at any token)."""
+    async for chunk in chat.runnable.astream(value, **options):
+        piece = piece_from(chunk)
+        if piece is not None:
+            answer.add(piece)
+    return answer.reply()
+
+
+def _completion_body(reply: Reply, *, cid: str, created: int, model: str, prompt_tokens: int) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content or (None if reply.tool_calls else ""),
+                               "refusal": None}
+    if reply.tool_calls:
+        message["tool_calls"] = [{"id": tc.id or f"call_{tc.index}", "type": "function", "function": {
+            "name": tc.name or "", "arguments": tc.arguments}} for tc in reply.tool_calls]
+    body: dict[str, Any] = {
+        "id": cid, "object": "chat.completion", "created": created, "model": model, "system_fingerprint": None,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}],
+        "usage": _usage_json(reply.usage, prompt_tokens, reply.pieces),
+    }
+    _add_extras(body, reply)
     return body
 
 
@@ -212,23 +206,20 @@ def add_openai_routes(app: FastAPI, served: Served) -> None:
     async def chat_completions(request: Request) -> Response:
         req = parse(ChatCompletionRequest, await request.body())
         chat = served.require_chat(req.model)
-        if req.n not in (None, 1):
-            raise APIError(400, "This server returns one choice per request; drop 'n' or set it to 1.", param="n")
-        if req.logprobs:
-            raise APIError(400, "This server does not return logprobs; drop 'logprobs'.", param="logprobs")
+        check_choices(req)
         value, options = chat.prepare(req)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         prompt_tokens = _prompt_tokens(req.messages)
         ignored = chat.ignored_options(req)
         headers = {"x-plait-ignored-options": ",".join(ignored)} if ignored else {}
+        answer = Answer(one_call=chat.one_call(req))
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            events = _chunk_events(chat, value, options, cid=cid, created=created, model=req.model,
+            events = _chunk_events(chat, value, options, answer, cid=cid, created=created, model=req.model,
                                    include_usage=include_usage, prompt_tokens=prompt_tokens)
             return EventStream(events, timeout_s=config.timeout_s, headers=headers,
                                heartbeat_s=config.heartbeat_s)
-        async with asyncio.timeout(config.timeout_s):
-            reply = await chat.ainvoke(value, options)
+        reply = await run_request(lambda: _collect(chat, value, options, answer), request.receive, config.timeout_s)
         return JSONResponse(_completion_body(reply, cid=cid, created=created, model=req.model,
                                              prompt_tokens=prompt_tokens), headers=headers)
 
@@ -253,8 +244,7 @@ def add_openai_routes(app: FastAPI, served: Served) -> None:
             raise APIError(400, "'input' is empty: send a string or a non-empty list of strings.", param="input")
         if req.dimensions is not None:
             raise APIError(400, "This embeddings model has a fixed size; drop 'dimensions'.", param="dimensions")
-        async with asyncio.timeout(config.timeout_s):
-            vectors = await _embed(emb, texts)
+        vectors = await run_request(lambda: _embed(emb, texts), request.receive, config.timeout_s)
         data = [{"object": "embedding", "index": i,
                  "embedding": _floats_b64(v) if req.encoding_format == "base64" else v}
                 for i, v in enumerate(vectors)]
@@ -270,8 +260,8 @@ def add_openai_routes(app: FastAPI, served: Served) -> None:
         if req.response_format == "url":
             raise APIError(400, "This server returns images inline only: use response_format='b64_json'.",
                            param="response_format")
-        async with asyncio.timeout(config.timeout_s):
-            result = await model.ainvoke(_image_params(req))
+        params = _image_params(req)
+        result = await run_request(lambda: model.ainvoke(params), request.receive, config.timeout_s)
         if not isinstance(result, ImageResult):
             raise RuntimeError(f"The image model returned a {type(result).__name__}, not an ImageResult")
         return JSONResponse({"created": int(time.time()),

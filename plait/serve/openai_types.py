@@ -7,9 +7,9 @@ passes silently. ``parse`` turns bad JSON and validation errors into 400s that n
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from plait.serve.errors import APIError
 
@@ -17,37 +17,66 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Numbers are finite (JSON's NaN/Infinity extensions are refused), booleans are JSON booleans.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+#: A seed fits a signed 64-bit integer (what samplers take).
+Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+#: Token counts: at least 1, at most what any model's window could hold.
+Tokens = Annotated[int, Field(ge=1, le=1_000_000)]
+Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 
 
 class StreamOptions(_Request):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(_Request):
+    """The body of ``POST /v1/chat/completions``; each field as OpenAI defines it, with its range."""
+
     model: str
     messages: list[dict[str, Any]] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    n: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    tools: list[dict[str, Any]] | None = None
+    n: int | None = Field(default=None, ge=1, le=128)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=0, le=1_000_000)  # vLLM's extra; 0 means "off"
+    max_tokens: Tokens | None = None
+    max_completion_tokens: Tokens | None = None
+    stop: str | Annotated[list[str], Field(max_length=16)] | None = None
+    seed: Seed | None = None
+    tools: list[dict[str, Any]] | None = Field(default=None, max_length=256)
     tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: StrictBool | None = None
     response_format: dict[str, Any] | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    logit_bias: dict[str, float] | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]] | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     user: str | None = None
     metadata: dict[str, Any] | None = None
-    store: bool | None = None
+    store: StrictBool | None = None
+    # vLLM's names for output constraints (sent with ``extra_body``); local models enforce them.
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = Field(default=None, min_length=1)
+
+
+def check_choices(req: ChatCompletionRequest) -> None:
+    """What this server cannot do yet, refused clearly: more than one choice, log-probabilities."""
+    if req.top_logprobs is not None and not req.logprobs:
+        raise APIError(400, "'top_logprobs' needs 'logprobs': true.", param="top_logprobs")
+    if req.n not in (None, 1):
+        raise APIError(400, "This server returns one choice per request; drop 'n' or set it to 1.", param="n")
+    if req.logprobs:
+        raise APIError(400, "This server does not return logprobs; drop 'logprobs' (and 'top_logprobs').",
+                       param="logprobs")
+    fmt = req.response_format
+    if fmt is not None and fmt.get("type") not in ("text", "json_object", "json_schema"):
+        raise APIError(400, f"Unknown response_format type {fmt.get('type')!r}: use 'text', 'json_object' or "
+                            "'json_schema'.", param="response_format")
 
 
 class EmbeddingRequest(_Request):
@@ -68,9 +97,9 @@ class ImageRequest(_Request):
     style: str | None = None
     user: str | None = None
     # plait extras (sent with ``extra_body``): passed to the image model.
-    seed: int | None = None
-    steps: int | None = Field(default=None, ge=1)
-    guidance_scale: float | None = None
+    seed: Seed | None = None
+    steps: int | None = Field(default=None, ge=1, le=1000)
+    guidance_scale: float | None = Field(default=None, ge=0.0, le=100.0)
     negative_prompt: str | None = None
 
 

@@ -10,7 +10,7 @@ come back in the extra ``images`` field), which is how the web page shows them i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ class ServeState:
     ready: bool = False
     draining: bool = False
     warm_up_error: str | None = None
+    allowed_hosts: set[str] = field(default_factory=set)  # beyond the local names; the server adds its own
 
 
 class Served:

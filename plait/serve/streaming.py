@@ -77,11 +77,16 @@ class EventStream(Response):
         self.background = None  # FastAPI attaches background tasks here (a Response attribute)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        pump = asyncio.ensure_future(self._pump(send, scope.get(RAW_SEND, send)))
+        from plait.serve.running import Work
+
+        work = Work()  # the model's worker threads: the request ends (and frees its slot) after them
+        with work.tracking():
+            pump = asyncio.ensure_future(self._pump(send, scope.get(RAW_SEND, send)))
         watch = asyncio.ensure_future(self._watch(receive))
         try:
             done, _ = await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
             if pump not in done:  # the client went away: stop generating
+                log.info("a client left during its stream: its request is stopped")
                 pump.cancel()
                 await asyncio.gather(pump, return_exceptions=True)
             else:
@@ -93,6 +98,7 @@ class EventStream(Response):
             if not pump.done():
                 pump.cancel()
             await _aclose(self.events)
+            await work.stopped()
 
     @staticmethod
     async def _watch(receive: Receive) -> None:

@@ -22,8 +22,10 @@ def server():
 
 
 def post(server, body, path="/v1/chat/completions", **kw):
-    return httpx.post(server.url + path, content=body if isinstance(body, (bytes, str)) else None,
-                      json=None if isinstance(body, (bytes, str)) else body, **kw)
+    raw = isinstance(body, (bytes, str))
+    headers = {"content-type": "application/json", **kw.pop("headers", {})}
+    return httpx.post(server.url + path, content=body if raw else None, json=None if raw else body,
+                      headers=headers, **kw)
 
 
 def assert_openai_error(r: httpx.Response, status: int, *words: str) -> dict:
@@ -87,13 +89,14 @@ def test_huge_body_is_413_by_length_and_when_chunked(server):
         for i in range(0, len(big), 1000):
             yield big[i:i + 1000]
 
-    r = httpx.post(server.url + "/v1/chat/completions", content=chunks())  # no Content-Length
+    r = httpx.post(server.url + "/v1/chat/completions", content=chunks(),  # no Content-Length
+                   headers={"content-type": "application/json"})
     assert_openai_error(r, 413, "limit")
     still_serving(server)
 
 
 def test_oversized_upload_on_raw_socket_does_not_hang(server):
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Content-Length: {50_000_000}\r\n\r\n").encode()
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
         s.sendall(head + b"{" * 1000)
@@ -120,12 +123,20 @@ def test_chain_refuses_tools(serve):
     assert_openai_error(post(server, body), 400, "tools")
 
 
-def test_input_error_raised_by_chain_is_400(serve):
+def test_errors_raised_by_a_chain_are_logged_not_sent(serve, caplog):
+    """Issue 18.4: only messages plait wrote reach clients; the rest are logged under an error id."""
     def picky(text):
-        raise ValueError("questions must end with '?'")
+        raise ValueError("cannot open /home/alice/.ssh/id_rsa: permission denied")
 
     server = serve(Lambda(picky))
-    assert_openai_error(post(server, {"model": "plait", "messages": USER}), 400, "end with '?'")
+    with caplog.at_level("WARNING", logger="plait.serve"):
+        err = assert_openai_error(post(server, {"model": "plait", "messages": USER}), 400, "error id req_")
+    assert "ssh" not in err["message"] and "alice" not in err["message"]
+    ident = err["message"].split("error id ")[1].split(")")[0]
+    assert any(ident in r.getMessage() and "id_rsa" in r.getMessage() for r in caplog.records)
+    # plait's own input checks still say what was wrong
+    assert_openai_error(post(server, {"model": "plait", "messages": [{"role": "assistant", "content": "x"}]}), 400,
+                        "user message")
 
 
 def test_error_mid_stream_is_an_error_event(serve):

@@ -118,11 +118,23 @@ def test_tools_reach_the_model(serve):
     assert [t.name for t in seen[0]["tools"]] == ["lookup"] and seen[0]["tool_choice"] == "lookup"
 
 
-def test_model_usage_is_reported(serve):
+class CountingModel(FakeChatModel):
+    """Reports its reply's own usage at the end of its stream, as a real backend does."""
+
+    def _chunks(self, msg):
+        chunks = super()._chunks(msg)
+        return chunks[:-1] + [chunks[-1].model_copy(update={"usage": msg.usage})]
+
+
+def test_model_usage_is_reported_the_same_in_stream_and_not(serve):
     msg = AssistantMessage(content="Counted.", usage=Usage(prompt_tokens=7, completion_tokens=2, total_tokens=9))
-    server = serve(FakeChatModel([msg]))
+    server = serve(CountingModel([msg]))
     r = client(server).chat.completions.create(model="fake", messages=USER)
     assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens) == (7, 2, 9)
+    chunks = list(client(server).chat.completions.create(model="fake", messages=USER, stream=True,
+                                                         stream_options={"include_usage": True}))
+    assert chunks[-1].usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"}) == {
+        "prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
 
 
 def test_rag_sources_in_extra_field(serve):
