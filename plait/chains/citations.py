@@ -118,15 +118,38 @@ class RAGAnswer(BaseModel):
         return "\n".join(s.label() for s in self.citations)
 
 
-def format_passages(docs: Sequence[Document | Source], max_chars: int) -> str:
-    """Number the passages ``[1] text`` as the model sees them, each cut to ``max_chars``."""
+def format_passages(docs: Sequence[Document | Source], max_chars: int, question: str = "") -> str:
+    """Number the passages ``[1] text`` as the model sees them, each cut to ``max_chars``.
+
+    A longer passage is cut to the ``max_chars`` that hold most of the question's words (starting
+    at a sentence), so the sentence that answers is shown even deep inside a long chunk.
+    """
     blocks = []
     for i, doc in enumerate(docs, 1):
         text = " ".join(doc.content.split())
         if len(text) > max_chars:
-            text = text[:max_chars].rsplit(" ", 1)[0] + " ..."
+            start = _best_window(text, max_chars, _words(question)) if question else 0
+            cut = text[start:start + max_chars]
+            if start + max_chars < len(text):
+                cut = cut.rsplit(" ", 1)[0] + " ..."
+            text = ("... " if start else "") + cut
         blocks.append(f"[{i}] {text}")
     return "\n\n".join(blocks)
+
+
+def _best_window(text: str, width: int, words: set[str]) -> int:
+    """The sentence start from which ``width`` characters hold most of ``words``; on a tie, the one
+    whose first sentence holds most of them, then the earliest."""
+    if not words:
+        return 0
+    starts = [0] + [m.end() for m in re.finditer(r"[.!?]\s+", text)]
+    ends = starts[1:] + [len(text)]
+    best, best_key = 0, (-1, -1)
+    for start, end in zip(starts, ends, strict=True):
+        key = (len(words & _words(text[start:start + width])), len(words & _words(text[start:end])))
+        if key > best_key:
+            best, best_key = start, key
+    return best
 
 
 def cited_numbers(text: str, n_passages: int) -> list[int]:

@@ -67,7 +67,7 @@ from plait.prompts import ChatPromptTemplate, MessagesPlaceholder
 from plait.retrievers.relevance import RelevanceGate as RelevanceGate  # moved to plait.retrievers
 from plait.runnable import Assign, Branch, Lambda, Runnable, coerce
 
-DONT_KNOW = "I don't know: the indexed documents do not contain an answer to this question."
+DONT_KNOW = "I don't know: no indexed passage seems to answer this question."
 
 SYSTEM_PROMPT = (
     "Answer the question in one or two sentences using only the passages. After each sentence, "
@@ -196,7 +196,8 @@ class RAGChain(Runnable[Any, RAGAnswer]):
         k: how many of the retrieved passages to show the model (small models do best with few).
         score_threshold: passages scoring below this are treated as not relevant (``None``: keep all;
             scores are whatever the retriever reports, higher meaning more relevant).
-        max_passage_chars: each passage is cut to this many characters in the prompt.
+        max_passage_chars: each passage is cut to this many characters in the prompt (a longer one to
+            the part holding most of the question's words, see :func:`~plait.chains.citations.format_passages`).
         system_prompt: the instructions; the history, then the passages and question, follow.
         fallback_citations: cite an overlapping passage when the model writes no markers.
         dont_know: the answer when no passage is relevant.
@@ -278,7 +279,8 @@ class RAGChain(Runnable[Any, RAGAnswer]):
     def number_sources(self, state: dict[str, Any]) -> dict[str, Any]:
         """The passages numbered as the model sees them, and as :class:`Source` for the answer."""
         sources = [Source.from_document(i, d) for i, d in enumerate(state["docs"], 1)]
-        return {**state, "sources": sources, "passages": format_passages(sources, self.max_passage_chars)}
+        return {**state, "sources": sources, "passages": format_passages(sources, self.max_passage_chars,
+                                                                         state["question"])}
 
     def _dont_know(self, state: dict[str, Any]) -> str:
         return self.dont_know

@@ -33,7 +33,8 @@ def add_rag_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", type=int, default=3, help="passages shown to the model (default: 3)")
     parser.add_argument("--min-similarity", type=float, default=DEFAULT_MIN_SIMILARITY,
                         help="say 'I don't know' unless the best passage has at least this cosine "
-                             f"similarity to the question (default: {DEFAULT_MIN_SIMILARITY}; 0 disables)")
+                             "similarity to the question, or one passage holds every word of the question "
+                             f"that carries meaning (default: {DEFAULT_MIN_SIMILARITY}; 0 turns the check off)")
 
 
 def make_model(args: argparse.Namespace) -> Any:
@@ -66,6 +67,14 @@ def make_retriever(store: Any, k: int, min_similarity: float) -> Any:
     from plait.defaults import default_retriever
 
     return default_retriever(store=store, k=k, min_similarity=min_similarity)
+
+
+def refusal_note(retriever: Any, question: str, result: Any) -> str:
+    """Why the relevance gate gave the model no passages, and the option that turns it off."""
+    if result.sources or not hasattr(retriever, "why_closed"):
+        return ""
+    why = retriever.why_closed(question)
+    return f"no passage passed the relevance check: {why}; --min-similarity 0 turns the check off" if why else ""
 
 
 def model_options(args: argparse.Namespace, default_max_tokens: int = 96) -> dict[str, Any]:

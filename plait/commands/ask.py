@@ -34,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
 
     from plait.chains.rag import RAGChain
     from plait.commands._answers import generation_options, log_answer
-    from plait.commands._common import make_model, make_retriever, print_sources
+    from plait.commands._common import make_model, make_retriever, print_sources, refusal_note
 
-    chain = RAGChain(make_retriever(store, args.k, args.min_similarity), make_model(args), k=args.k,
-                     model_options=generation_options(args))
+    retriever = make_retriever(store, args.k, args.min_similarity)
+    chain = RAGChain(retriever, make_model(args), k=args.k, model_options=generation_options(args))
     started = time.perf_counter()
     if args.json:
         result = chain.invoke(question)
@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         print()
         if result is not None:
             print_sources(result)
+            note = refusal_note(retriever, question, result)
+            if note:
+                print(f"({note})")
     if result is not None:
         log_answer(args, "ask", question, result, time.perf_counter() - started)
     return 0

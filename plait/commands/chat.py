@@ -37,11 +37,12 @@ def run(args: argparse.Namespace) -> int:
     from plait.chains.conversational import ConversationalRAG
     from plait.chains.history import SQLiteChatHistory
     from plait.commands._answers import generation_options, log_answer
-    from plait.commands._common import citation_note, make_model, make_retriever, print_sources
+    from plait.commands._common import citation_note, make_model, make_retriever, print_sources, refusal_note
 
     history = SQLiteChatHistory(args.history_db)
-    chain = ConversationalRAG(make_retriever(store, args.k, args.min_similarity), make_model(args),
-                              history=history, k=args.k, model_options=generation_options(args))
+    retriever = make_retriever(store, args.k, args.min_similarity)
+    chain = ConversationalRAG(retriever, make_model(args), history=history, k=args.k,
+                              model_options=generation_options(args))
     earlier = history.messages(args.session)
     print(f"plait chat: session {args.session!r} ({len(earlier)} earlier messages). "
           "/sources /history /clear /quit", flush=True)
@@ -77,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
         print()
         if last is not None:
             log_answer(args, "chat", line, last, time.perf_counter() - started, session=args.session)
+        note = refusal_note(retriever, last.question or line, last) if last is not None else ""
+        if note:
+            print(f"   ({note})")
         if last is not None and last.sources:
             cited = "  ".join(s.label(relative=True) for s in last.citations)
             note = citation_note(last)

@@ -116,6 +116,10 @@ def test_helpers():
     assert infer_citations("bananas are yellow", tied) == [1]
     text = format_passages([Document(content="word " * 500)], max_chars=50)
     assert text.startswith("[1] word") and len(text) < 70 and text.endswith("...")
+    long = Document(content="Filler words about rivers. " * 40 + "The magic password is swordfish. " + "More filler. " * 40)
+    assert format_passages([long], 60).startswith("[1] Filler words")
+    shown = format_passages([long], 60, question="What is the magic password?")
+    assert shown.startswith("[1] ... The magic password is swordfish.") and shown.endswith("...")
     assert (RAGAnswer(answer="a") + RAGAnswer(answer="b")).answer == "ab"
 
 

@@ -40,3 +40,35 @@ def test_old_import_path_still_works():
     from plait.chains.rag import RelevanceGate as Old
 
     assert Old is RelevanceGate
+
+
+def test_a_passage_holding_every_word_of_the_question_opens_the_gate():
+    """Dense similarity of a one-sentence answer inside a long chunk is low; the lexical side vouches for it."""
+    password = Document(content="Rivers and gardens. The magic passwords are swordfish and marlin.", id="pw", score=2.7)
+    other = Document(content="A magic trick with cards.", id="mt", score=1.1)
+    lexical = Lambda(lambda q: [password, other] if "magic" in q else [])
+    gated = RelevanceGate(lambda q: list(DOCS), gate, min_score=0.3, lexical=lexical)
+    assert len(gated.invoke("What is the magic password?")) == 3  # dense 0.1, but every content word is there
+    assert gated.why_closed("What is the magic password?") == ""
+    assert gated.invoke("What is the magic number of the password?") == []  # 'number' is in no passage
+    assert gated.why_closed("How does magic work?") == (
+        "the closest passage has similarity 0.10, under 0.3, and no passage holds every word of the question "
+        "(magic, work)")
+    assert RelevanceGate(lambda q: list(DOCS), gate, 0.3, lexical=False).invoke("What is the magic password?") == []
+    assert not gated.lexical_match("What is it?")  # no content words: no lexical evidence
+
+
+def test_the_gate_takes_the_lexical_side_of_a_hybrid_retriever():
+    from plait.retrievers.base import to_retriever
+    from plait.retrievers.hybrid import HybridRetriever
+    from plait.retrievers.relevance import content_words, covers
+
+    assert content_words("What are the Passwords for pip's cache?") == {"password", "pip", "cache"}
+    assert covers("The cache of pip holds a password.", "What are the passwords for pip's cache?")
+    assert not covers("anything", "What is it?")
+    password = Document(content="The magic password is swordfish.", id="pw", score=2.7)
+    lexical = to_retriever(lambda q: [password])
+    hybrid = HybridRetriever(to_retriever(lambda q: list(DOCS)), lexical, k=2)
+    gated = RelevanceGate(hybrid, gate, 0.3)
+    assert gated.lexical is lexical and "pw" in [d.id for d in gated.invoke("the magic password?")]
+    assert RelevanceGate(lambda q: [], gate, 0.3).lexical is None
