@@ -93,9 +93,10 @@ class Answer:
     does not take that option itself).
     """
 
-    __slots__ = ("texts", "calls", "finish", "usage", "sources", "citations", "images", "other", "one_call")
+    __slots__ = ("texts", "calls", "finish", "usage", "sources", "citations", "images", "other", "one_call",
+                 "max_tokens")
 
-    def __init__(self, one_call: bool = False) -> None:
+    def __init__(self, one_call: bool = False, max_tokens: int | None = None) -> None:
         self.texts: list[str] = []
         self.calls: dict[int, ToolCallChunk] = {}
         self.finish: str | None = None
@@ -105,6 +106,7 @@ class Answer:
         self.images: list[dict[str, str]] = []
         self.other: Any = None
         self.one_call = one_call
+        self.max_tokens = max_tokens  # a chain reports no finish reason: its usage tells "length"
 
     def calls_of(self, piece: Piece) -> list[ToolCallChunk]:
         """The piece's tool-call chunks this answer keeps (and adds up)."""
@@ -148,8 +150,11 @@ class Answer:
         if extra is not None:
             self.texts.append(extra)
         calls = [self.calls[i] for i in sorted(self.calls)]
+        finish = self.finish
+        if finish is None and self.max_tokens and self.usage and self.usage.completion_tokens >= self.max_tokens:
+            finish = "length"
         return Reply(content="".join(self.texts), tool_calls=calls,
-                     finish_reason=self.finish or ("tool_calls" if calls else "stop"), usage=self.usage,
+                     finish_reason=finish or ("tool_calls" if calls else "stop"), usage=self.usage,
                      pieces=len(self.texts), sources=self.sources, citations=self.citations,
                      images=self.images or None)
 

@@ -1,7 +1,7 @@
 """Generic routes for any Runnable: ``/invoke``, ``/batch``, ``/stream`` and their JSON schemas.
 
-- ``POST /invoke`` ``{"input": X, "options": {...}}`` -> ``{"output": Y}``
-- ``POST /batch`` ``{"inputs": [X, ...], "options": {...}}`` -> ``{"output": [Y, ...]}``
+- ``POST /invoke`` ``{"input": X, "options": {...}}`` -> ``{"output": Y, "metadata": {"run_id"}}``
+- ``POST /batch`` ``{"inputs": [X, ...], "options": {...}}`` -> ``{"output": [Y, ...], "metadata": {"run_ids"}}``
 - ``POST /stream`` ``{"input": X}`` -> server-sent events ``event: data`` (one JSON chunk each),
   then ``event: end``; an error after the start is ``event: error`` with an OpenAI error object.
 - ``GET /input_schema``, ``GET /output_schema``: the JSON schemas (see :mod:`plait.serve.schemas`).
@@ -9,12 +9,17 @@
 The input is checked against the derived input type (and converted: a JSON object becomes the
 pydantic model the runnable takes); outputs go through :func:`plait.serve.convert.jsonable`.
 ``options`` are call options (e.g. ``temperature`` for a chat model); a chain takes none.
+
+LangServe's request shape is accepted too, so its ``RemoteRunnable`` works: ``kwargs`` are call
+options like ``options``, and ``config`` (tags, metadata, run name: tracing settings of the
+caller) is accepted and not used. A client leaving, or ``timeout_s``, stops the work as on the
+OpenAI routes (:mod:`plait.serve.running`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,22 +32,37 @@ from plait.serve.config import ServeConfig
 from plait.serve.convert import jsonable
 from plait.serve.errors import APIError, guarded
 from plait.serve.openai_types import parse
+from plait.serve.running import run_request
 from plait.serve.schemas import InputCheck, io_types, json_schema
 from plait.serve.streaming import EventStream
 
 MAX_BATCH = 256
 
 
-class InvokeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Generic(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    options: dict[str, Any] = Field(default_factory=dict)
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # LangServe's name for call options
+    config: dict[str, Any] | list[dict[str, Any]] | None = None  # LangServe's run config: not used
+
+    def call_options(self) -> dict[str, Any]:
+        both = self.options.keys() & self.kwargs.keys()
+        if both:
+            raise APIError(400, f"{sorted(both)} given in both 'options' and 'kwargs'; give each once.",
+                           param="kwargs")
+        return {**self.options, **self.kwargs}
+
+
+class InvokeRequest(_Generic):
     input: Any
-    options: dict[str, Any] = Field(default_factory=dict)
 
 
-class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BatchRequest(_Generic):
     inputs: list[Any] = Field(max_length=MAX_BATCH)
-    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _run_id() -> str:
+    return str(uuid.uuid4())
 
 
 def _error_event(err: APIError) -> bytes:
@@ -85,22 +105,23 @@ def add_generic_routes(app: FastAPI, runnable: Runnable[Any, Any], config: Serve
     @guarded
     async def invoke(request: Request) -> Response:
         req = parse(InvokeRequest, await request.body())
-        async with asyncio.timeout(config.timeout_s):
-            output = await runnable.ainvoke(checked(req.input), **req.options)
-        return JSONResponse({"output": jsonable(output)})
+        value, options = checked(req.input), req.call_options()
+        output = await run_request(lambda: runnable.ainvoke(value, **options), request.receive, config.timeout_s)
+        return JSONResponse({"output": jsonable(output), "metadata": {"run_id": _run_id(), "feedback_tokens": []}})
 
     @app.post("/batch")
     @guarded
     async def batch(request: Request) -> Response:
         req = parse(BatchRequest, await request.body())
-        inputs = [checked(x) for x in req.inputs]
-        async with asyncio.timeout(config.timeout_s):
-            outputs = await runnable.abatch(inputs, max_concurrency=16, **req.options)
-        return JSONResponse({"output": [jsonable(o) for o in outputs]})
+        inputs, options = [checked(x) for x in req.inputs], req.call_options()
+        outputs = await run_request(lambda: runnable.abatch(inputs, max_concurrency=16, **options),
+                                    request.receive, config.timeout_s)
+        return JSONResponse({"output": [jsonable(o) for o in outputs],
+                             "metadata": {"run_ids": [_run_id() for _ in outputs]}})
 
     @app.post("/stream")
     @guarded
     async def stream(request: Request) -> Response:
         req = parse(InvokeRequest, await request.body())
-        return EventStream(_stream_events(runnable, checked(req.input), req.options),
+        return EventStream(_stream_events(runnable, checked(req.input), req.call_options()),
                            timeout_s=config.timeout_s, error_event=_error_event, heartbeat_s=config.heartbeat_s)

@@ -179,6 +179,30 @@ async def _embed(embeddings: Embeddings, texts: list[str]) -> list[list[float]]:
     return [[float(x) for x in v] for v in vectors]
 
 
+def _embedding_texts(emb: Embeddings, value: str | list[Any]) -> list[str]:
+    """The texts to embed: OpenAI's ``input`` as text, or token ids decoded by the model's own tokenizer."""
+    if isinstance(value, str):
+        return [value]
+    if not value:
+        raise APIError(400, "'input' is empty: send a string or a non-empty list of strings.", param="input")
+    if isinstance(value[0], str):
+        return value
+    token_lists = [value] if isinstance(value[0], int) else value
+    if not hasattr(type(emb), "tokenizer"):
+        raise APIError(400, "'input' holds token ids, but this server does not know the embeddings model's "
+                            "tokenizer: send 'input' as text (a string or a list of strings).", param="input")
+    tokenizer = emb.tokenizer  # type: ignore[attr-defined]
+    size = len(tokenizer)
+    for i, ids in enumerate(token_lists):
+        if not ids:
+            raise APIError(400, f"input[{i}] is an empty list of token ids.", param="input")
+        bad = next((t for t in ids if not 0 <= t < size), None)
+        if bad is not None:
+            raise APIError(400, f"input holds the token id {bad}, outside the model's vocabulary (0 to {size - 1}).",
+                           param="input")
+    return [tokenizer.decode(ids, skip_special_tokens=True) for ids in token_lists]
+
+
 def _image_params(req: ImageRequest) -> dict[str, Any]:
     """The image model's input: the dict of the image-model interface (``prompt``, ``num_images``,
     ``width``, ``height``, ``seed``, ``steps``, ``guidance_scale``, ``negative_prompt``)."""
@@ -212,7 +236,7 @@ def add_openai_routes(app: FastAPI, served: Served) -> None:
         prompt_tokens = _prompt_tokens(req.messages)
         ignored = chat.ignored_options(req)
         headers = {"x-plait-ignored-options": ",".join(ignored)} if ignored else {}
-        answer = Answer(one_call=chat.one_call(req))
+        answer = Answer(one_call=chat.one_call(req), max_tokens=None if chat.is_chat_model else options.get("max_tokens"))
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             events = _chunk_events(chat, value, options, answer, cid=cid, created=created, model=req.model,
@@ -239,9 +263,7 @@ def add_openai_routes(app: FastAPI, served: Served) -> None:
     async def embeddings(request: Request) -> Response:
         req = parse(EmbeddingRequest, await request.body())
         emb = served.require_embeddings(req.model)
-        texts = [req.input] if isinstance(req.input, str) else req.input
-        if not texts:
-            raise APIError(400, "'input' is empty: send a string or a non-empty list of strings.", param="input")
+        texts = _embedding_texts(emb, req.input)
         if req.dimensions is not None:
             raise APIError(400, "This embeddings model has a fixed size; drop 'dimensions'.", param="dimensions")
         vectors = await run_request(lambda: _embed(emb, texts), request.receive, config.timeout_s)

@@ -81,7 +81,8 @@ def check_choices(req: ChatCompletionRequest) -> None:
 
 class EmbeddingRequest(_Request):
     model: str
-    input: str | list[str]
+    # text, texts, or token ids (one list, or a list of lists) of the served model's tokenizer
+    input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
     user: str | None = None
