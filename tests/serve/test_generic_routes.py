@@ -38,9 +38,9 @@ def test_typed_function_chain(serve):
     assert schema["properties"]["text"]["type"] == "string" and schema["required"] == ["text"]
     assert httpx.get(url + "/output_schema").json() == {"type": "string"}
     r = httpx.post(url + "/invoke", json={"input": {"text": "hi", "shout": True}})
-    assert r.json() == {"output": "HI"}  # the JSON object became the pydantic model the function takes
+    assert r.json()["output"] == "HI"  # the JSON object became the pydantic model the function takes
     r = httpx.post(url + "/batch", json={"inputs": [{"text": "a"}, {"text": "b", "shout": True}]})
-    assert r.json() == {"output": ["a", "B"]}
+    assert r.json()["output"] == ["a", "B"]
     bad = httpx.post(url + "/invoke", json={"input": {"shout": True}})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "input"
     assert "text" in bad.json()["error"]["message"]
