@@ -3,7 +3,7 @@
     python ingest_child.py DATA_DIR STORE_DIR COLLECTION
         ingest a folder, printing "wrote N" after every store write (the parent SIGKILLs it part way)
     python ingest_child.py --big FILE STORE_DIR COLLECTION WINDOW
-        ingest one big file in batches of 16 chunks, windows of WINDOW characters (killed mid-file)
+        ingest one big file in batches of 8 chunks, windows of WINDOW characters (killed mid-file)
     python ingest_child.py --hold COLLECTION
         hold the collection's writer lock in $PLAIT_HOME's store until a line arrives on stdin
     python ingest_child.py --pause-after-write DATA_DIR COLLECTION
@@ -59,7 +59,7 @@ def main() -> None:
         store = LoudStore(collection, path=db)
         splitter = small_splitter(store)
         splitter.window = int(window)
-        Indexer(store, splitter=splitter, batch_chunks=16, progress=False).ingest(path)
+        Indexer(store, splitter=splitter, batch_chunks=8, progress=False).ingest(path)
         print("done", flush=True)
         return
     data, path, collection = sys.argv[1:4]
