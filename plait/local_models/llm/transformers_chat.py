@@ -269,14 +269,19 @@ class _Engine:
 
     def _load_prepared(self, folder: str, packed: Path) -> None:
         """Load a cached GGUF's prepared int4 decoder, its config and its tokenizer, without transformers."""
+        from plait.local_models.llm.llama_decoder import LlamaDecoder
+
+        self._load_tokenizer_and_config(folder)
+        self.decoder = LlamaDecoder.load(packed)
+        self.device, self.quantized = self.decoder.device, True
+
+    def _load_tokenizer_and_config(self, folder: str) -> None:
+        """The tokenizer, config, window and EOS tokens of a model folder (transformers only if needed)."""
         from types import SimpleNamespace
 
         from plait.local_models.llm.decoding import ChatTokenizer
-        from plait.local_models.llm.llama_decoder import LlamaDecoder
 
         self.tokenizer = ChatTokenizer.from_folder(folder) or self._hf_tokenizer(folder)
-        self.decoder = LlamaDecoder.load(packed)
-        self.device, self.quantized = self.decoder.device, True
         self.config = SimpleNamespace(**json.loads((Path(folder) / "config.json").read_text()))
         try:
             generation = json.loads((Path(folder) / "generation_config.json").read_text())
