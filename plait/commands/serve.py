@@ -164,9 +164,10 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: --host {problem}", file=sys.stderr)
         return 2
-    from plait.commands._checks import check_port
+    from plait.commands._checks import check_port, check_serve
 
     check_port(args.host, args.port)  # a busy port fails here, before the model loads and "serving" is printed
+    check_serve(args)  # model specs (paths, cache, keys, servers) and the --rag collection, before anything loads
     app = build_app(args, api_key)
 
     from plait.serve import run_server

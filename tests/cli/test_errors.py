@@ -29,6 +29,37 @@ def test_local_model_that_is_not_there(tmp_path):
     assert_clean_error(r, "'nosuch'", "hub cannot be reached", "--model", code=1)
 
 
+def test_chat_checks_the_model_as_ask_does(tmp_path):
+    r = plait(tmp_path, "chat", "--model", "local:nosuch", input="hello\n")
+    assert_clean_error(r, "'nosuch'", "not in the Hugging Face cache", code=1)
+    assert "plait chat: session" not in r.out  # nothing started
+    r = plait(tmp_path, "chat", "--model", "openai:gpt-4o-mini", input="hello\n")
+    assert_clean_error(r, "--api-key", "plait keys set openai", code=1)
+
+
+@pytest.mark.parametrize("flags, needles, code", [
+    (["--model", "local:nosuch"], ["'nosuch'", "not in the Hugging Face cache"], 1),
+    (["--model", "nosuch"], ["unknown chat model 'nosuch'", "local, local:PATH_OR_ID, openai:MODEL", "--model"], 2),
+    (["--model", "openai:gpt-4o-mini"], ["no API key for api.openai.com", "$OPENAI_API_KEY",
+                                          "plait keys set openai", "$OPENAI_BASE_URL"], 1),
+    (["--embeddings", "local:nosuch"], ["'nosuch'", "not in the Hugging Face cache"], 1),
+    (["--image-model", "diffusion:/nonexistent/pipe"], ["no image model at /nonexistent/pipe", "--image-model"], 1),
+    (["--image-model", "local:x"], ["takes nothing after it"], 2),
+    (["--rag", "nosuch"], ["no collection 'nosuch'", "plait ingest PATH --collection nosuch"], 1),
+])
+def test_serve_checks_models_and_collection_before_serving(tmp_path, flags, needles, code):
+    r = plait(tmp_path, "serve", *flags, "--port", str(_free_port()))
+    assert_clean_error(r, *needles, code=code)
+    assert "serving" not in r.text and "Uvicorn" not in r.text
+
+
+def test_serve_reaches_the_openai_server_first(tmp_path):
+    port = _free_port()
+    r = plait(tmp_path, "serve", "--model", "openai:m", "--port", str(_free_port()),
+              env={"OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1", "OPENAI_API_KEY": "k"})
+    assert_clean_error(r, f"cannot reach http://127.0.0.1:{port}/v1", "$OPENAI_BASE_URL", code=1)
+
+
 def test_openai_model_without_a_key(tmp_path):
     r = plait(tmp_path, "ask", "What is plait?", "--model", "openai:gpt-4o-mini")
     assert_clean_error(r, "--api-key", "OPENAI_API_KEY", "plait keys set openai", "--base-url", code=1)
