@@ -10,6 +10,7 @@ from plait.messages import Document
 from plait.retrievers.splitters import (
     MarkdownHeaderSplitter,
     RecursiveCharacterSplitter,
+    TextStream,
     TokenSplitter,
     markdown_sections,
 )
@@ -130,3 +131,59 @@ def test_markdown_header_splitter_metadata_and_offsets():
     assert linux.metadata["section"] == "Guide > Install > Linux"
     assert not any("Intro" in c.content and "Install" in c.content for c in chunks)  # cut at headers
     assert MarkdownHeaderSplitter().invoke(MD)[0].metadata["section"] == "Guide"  # a Runnable
+
+
+def _heading_only(text: str) -> bool:
+    return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
+
+
+def test_a_heading_never_makes_a_chunk_of_its_own_and_front_matter_is_skipped(embeddings):
+    md = ("---\nhide-toc: true\ntitle: Auth\n---\n# Authentication\n\n## Overview\n\n"
+          "Tokens are sent in the Authorization header.\n\n# Keys\n\n" + "Keys rotate every month. " * 40
+          + "\n\n# Trailing heading\n")
+    doc = Document(content=md, metadata={"source": "auth.md"})
+    for inner in (RecursiveCharacterSplitter(120, 20), TokenSplitter(embeddings, chunk_size=48, chunk_overlap=8)):
+        chunks = MarkdownHeaderSplitter(inner).split_documents([doc])
+        check_spans(doc, chunks)
+        assert not [c.content for c in chunks if _heading_only(c.content)]
+        assert not any("hide-toc" in c.content or c.content.startswith("---") for c in chunks)
+        first = chunks[0]
+        assert first.content.startswith("# Authentication\n\n## Overview\n\nTokens")
+        assert first.metadata["section"] == "Authentication > Overview"
+        keys = [c for c in chunks if c.metadata.get("section") == "Keys"]
+        assert len(keys) > 2 and keys[0].content.startswith("# Keys\n\nKeys rotate")  # heading kept with text
+    tokens = TokenSplitter(embeddings, chunk_size=48, chunk_overlap=8)
+    counts = embeddings.count_tokens([c.content for c in MarkdownHeaderSplitter(tokens).split_documents([doc])])
+    assert max(counts) <= 48
+    assert [c.content for c in MarkdownHeaderSplitter().invoke("# Only a title\n")] == ["# Only a title"]
+    assert markdown_sections("---\na: 1\n---\n# T\nx\n")[0][0][0] == len("---\na: 1\n---\n")
+    assert markdown_sections("---\nnot closed\n# T\nx\n")[0][0][0] == 0  # no closing line: not front matter
+
+
+def test_long_texts_split_in_windows_stream_and_resume_to_the_same_chunks():
+    import random
+
+    rng = random.Random(0)
+    text = " ".join(rng.choice(["alpha", "beta.", "gamma,", "delta", "eps\n", "zeta\n\n"]) for _ in range(6000))
+    splitter = RecursiveCharacterSplitter(300, 50)
+    splitter.window = 3000
+    doc = Document(content=text, metadata={"source": "x"})
+    chunks = splitter.split_documents([doc])
+    check_spans(doc, chunks)
+    assert len(text) > 10 * splitter.window and all(len(c.content) <= 300 for c in chunks)
+    covered = set()
+    for c in chunks:
+        covered.update(range(c.metadata["start"], c.metadata["end"]))
+    assert all(i in covered for i, ch in enumerate(text) if not ch.isspace())
+
+    def blocks(start: int):
+        for i in range(start, len(text), 777):
+            yield text[i:i + 777]
+
+    streamed = list(splitter.stream_chunks([TextStream({"source": "x"}, blocks)]))
+    assert [d.model_dump() for d, _ in streamed] == [c.model_dump() for c in chunks]
+    for k in (1, len(streamed) // 2, len(streamed) - 1):
+        token = streamed[k][1]
+        assert token is not None and token[0] <= chunks[k].metadata["start"]
+        again = [d for d, _ in splitter.stream_chunks([TextStream({"source": "x"}, blocks)], resume=token)]
+        assert [d.model_dump() for d in again] == [c.model_dump() for c in chunks[token[1]:]]
