@@ -25,6 +25,11 @@ for Q4_1 that re-packing is exact, and it is several times faster than float32 o
 else runs in ``dtype``. ``quantize="none"`` forces ``dtype``; ``quantize="int4"`` asks for 4-bit on
 any supported model (lossy for non-GGUF weights).
 
+Adapters: ``adapter=DIR`` (a PEFT LoRA folder, e.g. from ``plait tune``) is merged into the weights
+when they load, before the fast decoder prepares them, so an adapted model decodes at the base model's
+speed. A GGUF's prepared decoder for an adapted model is cached under a name that holds the
+adapter's hash (a retrained adapter gets a fresh file).
+
 Requests are served one at a time (a lock around the decode loop), so concurrent callers queue
 and never share a KV cache. Weights load on first use, on CUDA when present, else on the CPU.
 
@@ -90,6 +95,7 @@ class TransformersChatModel(ChatModel):
         context_window: override the window read from the model config.
         truncation: ``"error"`` (default) or ``"drop_oldest"`` (see the module docstring).
         quantize: ``"auto"`` (default), ``"none"`` or ``"int4"`` (see the module docstring).
+        adapter: a PEFT LoRA adapter folder, merged into the weights when they load.
         **options: default generation options (temperature, top_p, top_k, max_tokens, stop, seed,
             frequency_penalty, presence_penalty).
     """
@@ -104,7 +110,8 @@ class TransformersChatModel(ChatModel):
     def __init__(self, model: str | os.PathLike[str] | None = None, *, device: str = "auto",
                  dtype: str = "auto", context_window: int | None = None,
                  truncation: Literal["error", "drop_oldest"] = "error",
-                 quantize: Literal["auto", "none", "int4"] = "auto", **options: Any) -> None:
+                 quantize: Literal["auto", "none", "int4"] = "auto", adapter: str | os.PathLike[str] | None = None,
+                 **options: Any) -> None:
         super().__init__(**options)
         spec = str(model) if model is not None else smollm2_gguf_path()
         if _looks_like_path(spec) or os.path.exists(spec):
@@ -119,19 +126,28 @@ class TransformersChatModel(ChatModel):
             raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', not {dtype!r}")
         if quantize not in ("auto", "none", "int4"):
             raise ValueError(f"quantize must be 'auto', 'none' or 'int4', not {quantize!r}")
+        if adapter is not None:
+            adapter = str(Path(adapter).expanduser())
+            if not (Path(adapter) / "adapter_config.json").is_file():
+                raise FileNotFoundError(f"No adapter at {adapter}: pass a PEFT adapter folder (with adapter_config.json), "
+                                        "e.g. one written by `plait tune`")
+        self.adapter = adapter
         self.spec = spec
         self.device = device
         self.dtype = dtype
         self._context_window = context_window
         self.truncation = truncation
         self.model_name = Path(spec).stem if os.path.exists(spec) else spec
+        if adapter is not None:
+            self.model_name += f"+{Path(adapter).name}"
         # Shared by copies made with with_options()/bind_tools(), so they share weights and the lock.
         self.quantize = quantize
-        self._engine = _Engine(spec, device, dtype, quantize)
+        self._engine = _Engine(spec, device, dtype, quantize, adapter)
 
     def __repr__(self) -> str:
+        adapter = f", adapter={self.adapter!r}" if self.adapter else ""
         return (f"TransformersChatModel({self.spec!r}, device={self.device!r}, dtype={self.dtype!r}, "
-                f"quantize={self.quantize!r})")
+                f"quantize={self.quantize!r}{adapter})")
 
     def load(self) -> TransformersChatModel:
         """Load the weights now (they load on first use otherwise). Returns self."""
@@ -215,11 +231,33 @@ class TransformersChatModel(ChatModel):
             del messages[droppable[0]]
 
 
+def adapter_hash(folder: str | os.PathLike[str]) -> str:
+    """The first 16 hex digits of the SHA-256 of an adapter's config and weights (part of cache names)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        path = Path(folder) / name
+        if path.is_file():
+            h.update(name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _merge_adapter(model: Any, folder: str) -> Any:
+    """The model with a PEFT adapter's weights merged in (an ordinary transformers model again)."""
+    require("peft", "tune")
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, folder).merge_and_unload()
+
+
 class _Engine:
     """The loaded model, tokenizer and decoder, plus the lock that serialises requests."""
 
-    def __init__(self, spec: str, device: str, dtype: str, quantize: str) -> None:
+    def __init__(self, spec: str, device: str, dtype: str, quantize: str, adapter: str | None = None) -> None:
         self.spec, self.device_arg, self.dtype_arg, self.quantize_arg = spec, device, dtype, quantize
+        self.adapter = adapter
         self.quantized = False
         self.lock = threading.Lock()
         self._load_lock = threading.Lock()
@@ -256,9 +294,11 @@ class _Engine:
             four_bit_source = is_4bit(folder)
             # A GGUF's prepared 4-bit decoder is cached next to its weights. The packing depends on
             # torch's version and the CPU's instruction set, so both are in the name, with the file
-            # format's version (v1) so a later plait never misreads an older file.
+            # format's version (v1) so a later plait never misreads an older file; an adapted model's
+            # file also holds the adapter's hash.
             cpu = torch.backends.cpu.get_cpu_capability()
-            packed = Path(folder) / f"plait-decoder-int4-v1-torch{torch.__version__}-{cpu}.safetensors"
+            tag = f"-adapter-{adapter_hash(self.adapter)}" if self.adapter else ""
+            packed = Path(folder) / f"plait-decoder-int4-v1-torch{torch.__version__}-{cpu}{tag}.safetensors"
         wants_int4 = self.quantize_arg == "int4" or (self.quantize_arg == "auto" and four_bit_source)
         if packed is not None and packed.is_file() and wants_int4 and device == "cpu":
             self._load_prepared(folder, packed)  # seconds faster: no transformers, no re-packing
@@ -319,6 +359,8 @@ class _Engine:
         except OSError as e:
             raise OSError(f"Could not load the model {self.spec!r}: {e}. Pass a local model folder, a .gguf "
                           "file, or a hub id that is downloaded (or reachable when HF_HUB_OFFLINE is unset).") from e
+        if self.adapter is not None:
+            model = _merge_adapter(model, self.adapter)
         model = model.to(device).eval()
         self.device = model.device
         cfg = self.config = model.config
