@@ -1,6 +1,7 @@
 # make test  : set up .venv (once) and run the tests
 # make demo  : set up .venv (once, only what the main job runs) and run it on embedded defaults
 # make bench : run the benchmarks
+# make bench-llamacpp : build llama.cpp once (outside .venv) and run the local decoding benchmark against it
 VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.plait-installed
@@ -9,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup setup-dev test test-all demo bench lint browser clean
+.PHONY: setup setup-dev test test-all demo bench bench-llamacpp lint browser clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -47,6 +48,18 @@ demo: setup
 
 bench: setup-dev
 	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# llama-cpp-python compiled from source (~6 min on 2 cores, once) into its own folder, so `make test` and CI
+# never compile it. GGML_NATIVE=ON builds a binary that dies with SIGILL on these machines: name the ISA instead.
+LLAMACPP := .bench/llamacpp
+LLAMACPP_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON
+
+$(LLAMACPP)/.built: | $(PY)
+	CMAKE_ARGS="$(LLAMACPP_CMAKE)" $(PY) -m pip install -q --target $(LLAMACPP) --no-deps llama-cpp-python==0.3.36 diskcache
+	touch $@
+
+bench-llamacpp: setup-dev $(LLAMACPP)/.built
+	PYTHONPATH=$(LLAMACPP) $(PY) benchmarks/local_generation.py
 
 lint: setup-dev
 	$(PY) -m ruff check plait tests benchmarks examples

