@@ -365,9 +365,18 @@ class ChromaStore:
         return sorted(self.collection.get(include=[])["ids"])
 
     def _query(self, vector: Any, k: int, filter: Filter | None, include: list[str]) -> dict[str, Any]:
+        """Chroma's nearest ``k``. A filter the lexical index answers exactly becomes the list of ids
+        passing it (read from the engine's indexes): Chroma's query restricted to ids is several times
+        faster than the same query with a ``where`` (21 vs 320 ms at 50,000 chunks, 10% passing)."""
         self._reopen_if_stale()
-        res = self.collection.query(query_embeddings=[list(map(float, vector))], n_results=k,
-                                    where=to_chroma_where(filter), include=include)
+        ids = None
+        if filter and isinstance(self.bm25, LexicalIndex):
+            ids = self.lexical_index(follow=False).chunk_ids(filter)  # type: ignore[attr-defined]
+            if ids == []:
+                return {}
+        res = self.collection.query(query_embeddings=[list(map(float, vector))], n_results=k if ids is None
+                                    else min(k, len(ids)), ids=ids, where=to_chroma_where(filter) if ids is None
+                                    else None, include=include)
         return {key: value[0] for key, value in res.items() if isinstance(value, list) and value}
 
     def similarity_search_by_vector(self, vector: Any, k: int = 4, *,

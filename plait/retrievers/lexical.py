@@ -70,6 +70,7 @@ from plait.retrievers.lexical_engine import (
     Member,
     Passage,
     analyzer,
+    exact,
     filter_query,
     join_chunks,
     order,
@@ -108,6 +109,8 @@ class LexicalIndex:
         self._analyzer: Any = None
         self._layout: Passages | None = None
         self._stamp: tuple[int, int, int] | None = None
+        self._generation = 0  # bumped whenever the searcher moves to a new commit
+        self._ids_cache: dict[str, tuple[int, list[str]]] = {}  # filter -> (generation, chunk ids)
 
     def __repr__(self) -> str:
         return f"LexicalIndex(path={str(self.path) if self.path else None!r}, window={self.window})"
@@ -165,6 +168,7 @@ class LexicalIndex:
                     raise
                 time.sleep(0.05 * (attempt + 1))
         self._stamp = stamp
+        self._generation += 1
 
     def _searcher(self) -> Any:
         self._index()
@@ -257,6 +261,34 @@ class LexicalIndex:
         with self._lock:
             agg = self._searcher().aggregate(T.Query.all_query(), {"n": {"sum": {"field": "n"}}})
             return int(agg["n"]["value"] or 0)
+
+    def chunk_ids(self, filter: Filter) -> list[str] | None:
+        """The ids of every chunk passing ``filter``, from the engine's indexes alone (no stored
+        passage is read; kept until the next commit, so a filter asked again costs nothing); None
+        when the engine cannot answer the filter exactly
+        (:func:`~plait.retrievers.lexical_engine.exact`: negations, per-chunk keys, string ranges)."""
+        check_filter(filter)
+        if not exact(filter):
+            return None
+        key = json.dumps(filter, sort_keys=True, default=str)
+        with self._lock:
+            searcher = self._searcher()
+            cached = self._ids_cache.get(key)
+            if cached is not None and cached[0] == self._generation:  # a filter asked again, no write since
+                return cached[1]
+            where = filter_query(self._idx, filter)
+            if where is None:
+                return None
+            ids: list[str] = []
+            n = int(searcher.aggregate(where, {"n": {"sum": {"field": "n"}}})["n"]["value"] or 0) \
+                if searcher.num_docs else 0
+            if n:  # the chunks of the matching passages, from the "chunk" fast field
+                agg = searcher.aggregate(where, {"c": {"terms": {"field": "chunk", "size": n}}})
+                ids = [b["key"] for b in agg["c"]["buckets"]]
+            if len(self._ids_cache) >= 16:
+                self._ids_cache.clear()
+            self._ids_cache[key] = (self._generation, ids)
+            return ids
 
     def ids(self) -> list[str]:
         """Every chunk id, sorted (reads the whole index)."""

@@ -69,6 +69,30 @@ def schema() -> Any:
     return sb.build()
 
 
+def exact(where: Filter) -> bool:
+    """Whether :func:`filter_query` matches exactly the passages whose chunks all pass ``where``:
+    equality, ``$in`` and numeric ranges on document keys (not per-chunk ones), joined by
+    ``$and``/``$or``. A passage's chunks share their document's metadata, so then every chunk of a
+    matching passage passes, and nothing has to be checked chunk by chunk."""
+    for key, value in where.items():
+        if key in ("$and", "$or"):
+            if not all(exact(s) for s in value):
+                return False
+            continue
+        op, arg = next(iter(value.items())) if isinstance(value, Mapping) else ("$eq", value)
+        if key in CHUNK_KEYS or not _KEY.fullmatch(key) or op in ("$ne", "$nin"):
+            return False
+        values = arg if op == "$in" else [arg]
+        if op in _OPS:
+            if isinstance(arg, bool) or not isinstance(arg, (int, float)) or not math.isfinite(arg) \
+                    or abs(arg) >= 2 ** 53 or "e" in repr(float(arg)):
+                return False
+        elif not all(isinstance(v, (str, int, float, bool)) and not (isinstance(v, str) and len(v) > _MAX_VALUE_CHARS)
+                     and not (isinstance(v, float) and not math.isfinite(v)) for v in values):
+            return False
+    return True
+
+
 def filter_query(index: Any, where: Filter) -> Any:
     """A tantivy query matching at least the passages with a chunk passing ``where`` (None: all)."""
     import tantivy as T

@@ -111,6 +111,23 @@ def test_filters_match_the_reference_semantics(tmp_path: Path, where: dict[str, 
     assert set(got) == expected
 
 
+@pytest.mark.parametrize("where", FILTERS, ids=[json.dumps(f) for f in FILTERS])
+def test_chunk_ids_of_a_filter_are_exact_or_none(tmp_path: Path, where: dict[str, Any]) -> None:
+    index = LexicalIndex(tmp_path / "lex")  # passages of several chunks: every chunk of a match counts
+    index.upsert([c[0] for c in CORPUS], [c[1] for c in CORPUS], [c[2] for c in CORPUS])
+    got = index.chunk_ids(where)
+    negated = any(op in json.dumps(where) for op in ("$ne", "$nin"))
+    per_chunk = any(k in json.dumps(where) for k in ('"chunk"', '"start"')) or where == {"topic": {"$gt": "d"}}
+    if negated or per_chunk:  # the engine alone cannot answer these: the caller filters another way
+        assert got is None
+    else:
+        assert got is not None and sorted(got) == sorted(i for i, _, m in CORPUS if matches(m, where))
+        assert index.chunk_ids(where) is got  # asked again with no write since: remembered
+    index.delete(["cat-1"])
+    if got is not None:
+        assert "cat-1" not in (index.chunk_ids(where) or [])
+
+
 def test_filter_on_a_passage_is_carried_by_a_chunk_that_passes(tmp_path: Path) -> None:
     index = LexicalIndex(tmp_path / "lex")  # doc-0 and doc-1 form one passage
     index.upsert([c[0] for c in CORPUS], [c[1] for c in CORPUS], [c[2] for c in CORPUS])
