@@ -41,6 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     remote.add_argument("--api-key", default=None, help="API key (default: $OPENAI_API_KEY)")
     remote.add_argument("--suffix", default=None, help="a name part for the fine-tuned model")
     remote.add_argument("--no-follow", action="store_true", help="start the job and return its id")
+    remote.add_argument("--poll", type=float, default=10.0, help="seconds between looks at the job (default: 10)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         from plait.tune.remote import run_job
 
         job = run_job(args.data, args.model.partition(":")[2], base_url=args.base_url, api_key=args.api_key,
-                      suffix=args.suffix, follow=not args.no_follow, seed=args.seed,
+                      suffix=args.suffix, follow=not args.no_follow, seed=args.seed, poll_seconds=args.poll,
                       log=lambda line: print(line, file=sys.stderr, flush=True))
         print(job.get("fine_tuned_model") or job["id"])
         return 0 if job.get("status") in ("succeeded", "queued", "running", "validating_files") else 1
