@@ -156,6 +156,20 @@ def build_app(args: argparse.Namespace, api_key: str | None) -> Any:
         raise SystemExit(f"error: {e}") from None
 
 
+def _log_to_stderr(level: str) -> None:
+    """plait's own server lines (a client that left, an error id) beside uvicorn's, at ``--log-level``."""
+    import logging
+
+    logger = logging.getLogger("plait")
+    if not any(getattr(h, "plait_serve", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)-8s %(name)s: %(message)s"))
+        handler.plait_serve = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
 def run(args: argparse.Namespace) -> int:
     from plait.serve.server import exposure_error
 
@@ -172,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
 
     from plait.serve import run_server
 
+    _log_to_stderr(args.log_level)
     shown = "localhost" if args.host in ("0.0.0.0", "::") else args.host
     print(f"plait: serving {', '.join(app.state.served.model_ids())} on http://{shown}:{args.port} "
           f"(OpenAI base_url: http://{shown}:{args.port}/v1; chat page: http://{shown}:{args.port}/)"
