@@ -38,9 +38,9 @@ def test_target_objects_and_factories_load():
     assert isinstance(serve_cmd.load_target("tests.serve.apps:slow_chat"), FakeChatModel)  # a factory, called
 
 
-def test_unknown_model_spec_is_an_error():
-    with pytest.raises(SystemExit, match="Unknown chat model spec"):
-        main(["serve", "--model", "nonsense:x"])
+def test_unknown_model_spec_is_an_error(capsys):
+    assert main(["serve", "--model", "nonsense:x"]) == 2  # checked before anything loads (one error line)
+    assert "unknown chat model 'nonsense:x'" in capsys.readouterr().err
 
 
 def test_rag_on_empty_collection_says_to_ingest(tmp_path):
