@@ -8,9 +8,10 @@ Waiting: ``timeout`` is one deadline for a whole call, all attempts and the wait
 included; ``attempt_timeout`` (default: ``timeout``) limits each attempt. Calls made through
 :meth:`OpenAISettings.call` / :meth:`~OpenAISettings.acall` (chat) are retried by plait, at most
 ``max_retries`` times: 408/409/429/5xx and connection errors, after the server's ``Retry-After`` /
-``retry-after-ms`` (capped at ``max_retry_wait``, 20 s by default), else an exponential backoff
-(0.5 s doubling to 8 s, with jitter); a wait that would pass the deadline is not started, the
-error is raised at once instead. The plain SDK clients (:meth:`~OpenAISettings.client`) retry as the
+``retry-after-ms``, else an exponential backoff
+(0.5 s doubling to 8 s, with jitter). A server asking for a longer wait than ``max_retry_wait``
+(20 s by default), or one that would pass the deadline, is not waited for: the error is raised
+at once and says what the server asked for. The plain SDK clients (:meth:`~OpenAISettings.client`) retry as the
 SDK does, with ``attempt_timeout`` per attempt. Other errors are not retried; they are raised
 as :class:`RemoteModelError` with the server's message and what to change.
 """
@@ -144,9 +145,8 @@ class OpenAISettings:
             return None
         if wait is None:
             wait = min(0.5 * 2.0 ** retries, 8.0) * (1 - 0.25 * random.random())
-        wait = min(wait, self.max_retry_wait)
-        if time.monotonic() + wait >= deadline:
-            return None
+        if wait > self.max_retry_wait or time.monotonic() + wait >= deadline:
+            return None  # a server asking for longer will not answer sooner: say so now
         return wait
 
     def _attempt_timeout(self, deadline: float) -> float:
@@ -207,7 +207,8 @@ class OpenAISettings:
             elif status in (400, 422):
                 msg = f"{where} rejected the {what} request{param} (status {status}: {detail}). Fix that option or input"
             elif status == 429:
-                wait = f"; it asked to wait {asked:g} s, more than the time left" if asked is not None else ""
+                wait = (f"; it asked to wait {asked:g} s, longer than max_retry_wait ({self.max_retry_wait:g} s) "
+                        "or the time left") if asked is not None else ""
                 msg = (f"{where} is still rate-limiting{retried} (429: {detail}{wait}). Send fewer requests, "
                        "or raise max_retries or timeout")
             elif status >= 500:

@@ -80,7 +80,8 @@ class OpenAIChatModel(ChatModel):
         base_url, api_key, organization: else ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``OPENAI_ORG_ID``.
         timeout: seconds one call may take, all attempts and waits included. attempt_timeout: seconds
             per attempt (default: ``timeout``). max_retries: retries of 429/5xx/connection errors.
-            max_retry_wait: the longest wait before a retry, whatever ``Retry-After`` asks (20 s).
+            max_retry_wait: the longest wait before a retry (20 s): a server asking for longer is not
+                retried, the error says what it asked for.
         stream_usage: ask for token usage at the end of streams (``stream_options``).
         supports_tools, supports_json_schema: set False for a server without native tools or JSON
             schema output; plait then does them by prompting.
