@@ -137,3 +137,24 @@ def test_bad_image_requests_say_what_is_wrong(images: OpenAIImageModel) -> None:
         images.invoke({"prompt": "x", "n": 11})
     with pytest.raises(TypeError, match="takes a prompt string"):
         images.invoke(42)
+
+
+def test_batches_spread_over_several_urls_and_fail_over(server: OpenAIServer) -> None:
+    from tests.retrievers.conftest import free_port
+
+    with OpenAIServer() as other:
+        dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there: connection refused
+        emb = OpenAIEmbeddings("test-embed", base_url=[server.base_url, other.base_url, dead], api_key="test-key",
+                               batch_size=2, max_concurrency=3, max_retries=2, rest=30.0)
+        vectors = emb.embed_documents(TEXTS * 3)
+        assert vectors == [pytest.approx(embed(t, 16), abs=1e-6) for t in TEXTS * 3]  # in order
+        sizes = [len(r.body["input"]) for s in (server, other) for r in s.requests]
+        assert sum(sizes) == 3 * len(TEXTS)  # the dead URL's batches went to the others, each once
+        assert server.requests and other.requests
+        server.fault("status", status=503, times=50)  # now the first one fails too: everything goes to `other`
+        before = len(other.requests)
+        assert emb.embed_documents(TEXTS) == emb.embed_documents(TEXTS)
+        assert len(other.requests) - before == 2 * 4
+    emb = OpenAIEmbeddings("test-embed", base_url=[dead], api_key="x", max_retries=1, rest=0.1, timeout=5)
+    with pytest.raises(RemoteModelError, match=r"127\.0\.0\.1"):
+        emb.embed_query("nobody answers")
