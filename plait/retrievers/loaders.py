@@ -79,6 +79,8 @@ def open_regular(path: str | Path) -> IO[bytes]:
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as e:  # gone since it was found: whatever was indexed from it is stale
+        raise LoadError(path, "no such file (removed while the ingest ran)") from e
     except OSError as e:
         raise LoadError(path, f"cannot read the file ({e.strerror or e})", unreadable=True) from e
     why = not_regular(os.fstat(fd).st_mode)
