@@ -41,15 +41,11 @@ class Work:
             _bridge.workers.reset(token)
 
     async def stopped(self) -> None:
-        """Wait until every recorded thread has ended."""
-        alive = [t for t in self.threads if t.is_alive()]
-        if alive:
-            await asyncio.shield(asyncio.to_thread(_join, alive))
-
-
-def _join(threads: list[threading.Thread]) -> None:
-    for t in threads:
-        t.join()
+        """Wait until every recorded thread has ended (polled: no executor thread is held for it)."""
+        pause = 0.002
+        while any(t.is_alive() for t in self.threads):
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
 
 async def until_disconnect(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
