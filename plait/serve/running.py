@@ -48,7 +48,7 @@ class Work:
             pause = min(pause * 2, 0.05)
 
 
-async def until_disconnect(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+async def until_disconnect(receive: Callable[[], Awaitable[Any]]) -> None:
     """Return when the client disconnects (the request body has been read already)."""
     while True:
         message = await receive()
@@ -56,7 +56,7 @@ async def until_disconnect(receive: Callable[[], Awaitable[dict[str, Any]]]) -> 
             return
 
 
-async def run_request(make: Callable[[], Awaitable[T]], receive: Callable[[], Awaitable[dict[str, Any]]],
+async def run_request(make: Callable[[], Awaitable[T]], receive: Callable[[], Awaitable[Any]],
                       timeout_s: float) -> T:
     """Run ``make()`` as the request's work; stop it when the client leaves or at ``timeout_s``.
 

@@ -72,6 +72,7 @@ def _protocol(http: str, config: ServeConfig) -> Any:
     """uvicorn's HTTP protocol with a header timer, a connection cap and 400s in OpenAI's format."""
     from plait.serve.errors import error_bytes
 
+    Base: Any
     if http == "httptools":
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
     else:
@@ -80,6 +81,7 @@ def _protocol(http: str, config: ServeConfig) -> Any:
     cap = config.max_connections or default_max_connections()
 
     class Protocol(Base):  # type: ignore[misc,valid-type]
+        connections: set[Any]
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self.opened = time.monotonic()
@@ -146,7 +148,7 @@ def _uvicorn_config(app: Any, host: str, port: int, graceful_timeout_s: float, l
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     return uvicorn.Config(app, host=host, port=port, loop=loop, http=_protocol(http, config), log_level=log_level,
-                          timeout_graceful_shutdown=int(graceful_timeout_s), timeout_keep_alive=config.idle_timeout_s,
+                          timeout_graceful_shutdown=int(graceful_timeout_s), timeout_keep_alive=config.idle_timeout_s,  # type: ignore[arg-type]
                           backlog=4096, access_log=access_log)
 
 
