@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import signal
@@ -168,3 +169,38 @@ def test_sigkill_mid_ingestion_then_rerun_equals_one_clean_run(data, tmp_path, e
     clean.ingest(data)
     assert snapshot(store, indexer) == snapshot(clean_store, clean)
     assert store.count() == clean_store.count() == len(set(store.ids()))
+
+
+def test_a_file_edited_while_it_is_indexed_is_redone_never_recorded_with_other_chunks(data, tmp_path, embeddings,
+                                                                                     monkeypatch):
+    store = ChromaStore("docs", path=tmp_path / "db", embeddings=embeddings)
+    indexer = make_indexer(store, embeddings)
+    target = data / "doc04.txt"
+    edits = iter(["Edited once: comets shed dust.", "Edited twice: reefs bleach in warm water."])
+    real_upsert = store.upsert
+
+    def upsert_then_edit(docs, **kwargs):  # the file changes after its chunks were read and written
+        ids = real_upsert(docs, **kwargs)
+        if any(d.metadata["source"] == str(target) for d in docs):
+            target.write_text(next(edits, target.read_text(encoding="utf-8")), encoding="utf-8")
+        return ids
+
+    monkeypatch.setattr(store, "upsert", upsert_then_edit)
+    report = indexer.ingest(data)
+    assert not report.skipped and report.files_added == 12
+    monkeypatch.setattr(store, "upsert", real_upsert)
+    digest, ids, pending = indexer.record.get(str(target))
+    assert digest == hashlib.sha256(target.read_bytes()).hexdigest() and pending is None
+    assert [d.content for d in store.get(ids)] == ["Edited twice: reefs bleach in warm water."]
+
+    clean_store = ChromaStore("docs", path=tmp_path / "clean", embeddings=embeddings)
+    clean = make_indexer(clean_store, embeddings)
+    clean.ingest(data)
+    assert snapshot(store, indexer) == snapshot(clean_store, clean)
+
+    # a file that never stops changing is reported, and its record stays pending (redone next time)
+    monkeypatch.setattr("plait.retrievers.indexing.file_hash", lambda path, _n=iter(range(10**6)): str(next(_n)))
+    target.write_text("Edited again.", encoding="utf-8")
+    report = indexer.ingest(target)
+    assert [s.path for s in report.skipped] == [str(target)] and "kept changing" in report.skipped[0].reason
+    assert indexer.record.get(str(target))[2] is not None
