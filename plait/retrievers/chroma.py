@@ -53,7 +53,7 @@ from plait.defaults import require
 from plait.messages import Document
 from plait.retrievers.base import Filter, Hit, KeywordIndex, Retriever, document_id, to_chroma_where
 from plait.retrievers.bm25 import BM25Retriever
-from plait.retrievers.chroma_sync import ChangeFeed, EmbeddedWatch, refresh_lexical, reopen
+from plait.retrievers.chroma_sync import ChangeFeed, EmbeddedWatch, Gate, refresh_lexical
 from plait.retrievers.lexical import LexicalIndex
 
 if TYPE_CHECKING:
@@ -117,6 +117,7 @@ class ChromaStore:
         self._batch: int | None = None
         self._watch: EmbeddedWatch | None = None  # embedded: other processes' writes to Chroma
         self._feed: ChangeFeed | None = None  # server: the change log every client follows
+        self._gate = Gate()  # embedded: reads in flight, waited for by a reopen
 
     def _persistent_path(self) -> Path:
         if self.path is None:
@@ -199,8 +200,17 @@ class ChromaStore:
         """Embedded: reopen the client when another process wrote to Chroma since it loaded."""
         with self._lock:
             if self._watch is not None and self._client is not None and self._watch.stale():
-                reopen(self._client)
+                self._gate.close(self._client)  # once the other threads' reads on it are done
                 self._client = self._collection = None
+
+    def _read(self, read: Any) -> Any:
+        """``read(collection)``, on a client no other thread closes meanwhile (see :class:`Gate`)."""
+        while True:
+            with self._lock:
+                collection, generation = self.collection, self._gate.generation
+            with self._gate.using(generation) as current:
+                if current:
+                    return read(collection)
 
     @contextmanager
     def _writing(self, op: str, ids: Sequence[str]) -> Iterator[None]:
@@ -356,8 +366,8 @@ class ChromaStore:
     def get(self, ids: Sequence[str] | None = None, *, filter: Filter | None = None,
             limit: int | None = None, offset: int | None = None) -> list[Document]:
         """Stored documents by id and/or filter (no scores)."""
-        got = self.collection.get(ids=list(ids) if ids is not None else None, where=to_chroma_where(filter),
-                                  limit=limit, offset=offset, include=["documents", "metadatas"])
+        got = self._read(lambda c: c.get(ids=list(ids) if ids is not None else None, where=to_chroma_where(filter),
+                                         limit=limit, offset=offset, include=["documents", "metadatas"]))
         return [Document(id=i, content=c or "", metadata=m or {})
                 for i, c, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
 
@@ -365,18 +375,17 @@ class ChromaStore:
         return sorted(self.collection.get(include=[])["ids"])
 
     def _query(self, vector: Any, k: int, filter: Filter | None, include: list[str]) -> dict[str, Any]:
-        """Chroma's nearest ``k``. A filter the lexical index answers exactly becomes the list of ids
-        passing it (read from the engine's indexes): Chroma's query restricted to ids is several times
-        faster than the same query with a ``where`` (21 vs 320 ms at 50,000 chunks, 10% passing)."""
+        """Chroma's nearest ``k``; a filter the lexical index answers exactly becomes the ids passing it
+        (an id-restricted query is several times faster than a ``where``: docs/scaling.md)."""
         self._reopen_if_stale()
         ids = None
         if filter and isinstance(self.bm25, LexicalIndex):
             ids = self.lexical_index(follow=False).chunk_ids(filter)  # type: ignore[attr-defined]
             if ids == []:
                 return {}
-        res = self.collection.query(query_embeddings=[list(map(float, vector))], n_results=k if ids is None
-                                    else min(k, len(ids)), ids=ids, where=to_chroma_where(filter) if ids is None
-                                    else None, include=include)
+        where = to_chroma_where(filter) if ids is None else None
+        res = self._read(lambda c: c.query(query_embeddings=[list(map(float, vector))], include=include, ids=ids,
+                                           n_results=k if ids is None else min(k, len(ids)), where=where))
         return {key: value[0] for key, value in res.items() if isinstance(value, list) and value}
 
     def similarity_search_by_vector(self, vector: Any, k: int = 4, *,
@@ -418,10 +427,8 @@ class ChromaStore:
         return found
 
     def documents(self, ids: Sequence[str]) -> list[Document]:
-        """The stored chunks with these ids (no scores), in the order given; missing ids are left out.
-
-        Read from the lexical twin when there is one (much faster than Chroma).
-        """
+        """The stored chunks with these ids (no scores), in order (missing ids left out); read from the
+        lexical twin when there is one (much faster than Chroma)."""
         found = {d.id: d for d in self.lexical_index(follow=False).get(ids)} if self.bm25 is not None else {}
         missing = [i for i in ids if i not in found]
         if missing:

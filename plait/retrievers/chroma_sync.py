@@ -92,6 +92,49 @@ class EmbeddedWatch:
                 self._con = None
 
 
+class Gate:
+    """The reads in flight on one embedded client, so that a reopen closes it only when they are done.
+
+    A reader notes the client's ``generation`` when it takes the collection, then runs its read
+    inside ``using(generation)``, which answers False when the client was replaced meanwhile (read
+    again with the new one). :meth:`close` waits for the reads in flight, then closes.
+    """
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._inflight = 0
+        self._closing = False
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def using(self, generation: int) -> Iterator[bool]:
+        with self._cond:
+            while self._closing:
+                self._cond.wait()
+            current = generation == self.generation
+            self._inflight += current
+        try:
+            yield current
+        finally:
+            if current:
+                with self._cond:
+                    self._inflight -= 1
+                    self._cond.notify_all()
+
+    def close(self, client: Any) -> None:
+        with self._cond:
+            self._closing = True
+            while self._inflight:
+                self._cond.wait()
+        try:
+            reopen(client)
+        finally:
+            with self._cond:
+                self.generation += 1
+                self._closing = False
+                self._cond.notify_all()
+
+
 def reopen(client: Any) -> None:
     """Close a ``PersistentClient`` so that the next one loads the collection from disk again.
 

@@ -65,3 +65,33 @@ def test_vector_queries_see_another_processs_writes_and_deletes(pair):
         assert peer.ask(f"query {chunk_id}")["dense"] == [chunk_id]
     assert store.count() == 8
     assert rebuilds == []
+
+
+def test_threads_querying_while_the_client_is_reopened(pair):
+    """A reopen waits for the other threads' reads on the old client: none of them fails."""
+    import threading
+
+    store, peer, _ = pair
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def query() -> None:
+        while not stop.is_set():
+            try:
+                found(store, "alpha")
+            except BaseException as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(e)
+                return
+
+    threads = [threading.Thread(target=query) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(4):  # each foreign write makes the next query reopen the client
+            assert peer.ask(f"write t{i}") == {"wrote": f"t{i}"}
+            assert found(store, f"t{i}")["dense"] == [f"t{i}"]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert errors == []
