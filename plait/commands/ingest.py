@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
-    from plait.commands._checks import CLIError, UsageError, open_store
+    from plait.commands._checks import CLIError, UsageError, open_store, require_collection
     from plait.retrievers.indexing import IngestBusy, ingest
 
     if not args.paths and not args.prune_missing:
@@ -58,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     if missing and not args.delete_missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}; check the path (with --delete-missing, "
                          "a path that is gone has its files removed from the collection)")
-    store = open_store(args.collection, args.store)
+    if args.paths:
+        store = open_store(args.collection, args.store)
+    else:  # only pruning: a typo'd collection gets "did you mean", not a new empty collection
+        store = require_collection(args, allow_empty=True)
     try:
         report = ingest(args.paths, store=store, glob=args.glob or "**/*", exclude=args.exclude,
                         delete_missing=args.delete_missing, prune_missing=args.prune_missing,
