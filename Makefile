@@ -24,8 +24,10 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 # The tests and benchmarks add the dev, test and benchmark tools (pytest, mypy, ruff, langchain-*, ...).
+# instructor (a client the serve tests drive) pins jiter<0.15 while openai needs >=0.16: without its deps.
 $(DEV_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install -e '.[all]'
+	$(PY) -m pip install --no-deps instructor docstring-parser
 	touch $(DEV_STAMP)
 
 setup: $(STAMP)
