@@ -191,3 +191,37 @@ def test_bundled_model_trains_and_answers_with_the_adapter(tmp_path: Path) -> No
 
     cached = [p.name for p in Path(figures["base_folder"]).glob("plait-decoder-int4-*")]
     assert any(adapter_hash(out) in name for name in cached), cached
+
+
+def test_int4_decoder_keeps_the_adapter(tiny_base: Path, train_file: Path, tmp_path: Path) -> None:
+    """With int4 weights the adapter runs beside the packed base (low-rank updates), not merged and
+    re-packed: its effect on the logits is the float32 one, and the prepared file keeps it bit for bit."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from plait.local_models.llm import llama_decoder
+    from plait.local_models.llm.transformers_chat import TransformersChatModel
+
+    adapter = tmp_path / "adapter"
+    train(train_file, f"local:{tiny_base}", adapter, TuneConfig(max_steps=8, **FAST), progress=False, log=None)
+    ids = torch.tensor([1, 520, 9531, 198, 1780, 314, 260])
+
+    def logits(decoder: Any) -> Any:
+        with torch.inference_mode():
+            decoder.start(16)
+            return decoder.step(ids)
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
+    peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base).eval(), adapter)
+    with torch.no_grad():
+        float_effect = peft(ids[None]).logits[0, -1] - base(ids[None]).logits[0, -1]
+    packed = llama_decoder.LlamaDecoder(base, quantize="int4")
+    adapted = llama_decoder.LlamaDecoder(base, quantize="int4", lora=llama_decoder.low_rank_updates(peft))
+    int4_effect = logits(adapted) - logits(packed)
+    cosine = torch.nn.functional.cosine_similarity(int4_effect, float_effect, dim=0)
+    assert cosine > 0.98 and float(float_effect.abs().max()) > 1e-2, cosine
+    adapted.save(tmp_path / "prepared.safetensors")
+    assert torch.equal(logits(llama_decoder.LlamaDecoder.load(tmp_path / "prepared.safetensors")), logits(adapted))
+    model = TransformersChatModel(tiny_base, adapter=adapter, quantize="int4").load()
+    assert isinstance(model._engine.decoder.layers[0][1], llama_decoder.LowRank)
+    torch.testing.assert_close(logits(model._engine.decoder), logits(adapted), atol=1e-3, rtol=1e-3)

@@ -22,6 +22,13 @@ is promised: the file holds the prepared tensors bit for bit (same names, dtypes
 and a loaded decoder gives the same logits, bit for bit, as the one that was saved, for the same
 tokens on the same machine and thread count.
 
+LoRA adapters beside 4-bit weights: re-packing merged weights (base + adapter) as int4 erases most
+of an adapter, since the base weights sit exactly on the 4-bit grid and a small update rounds back
+to them (measured on SmolLM2 with a citation adapter: answer loss 0.98 base, 0.53 adapted in
+float32, 0.94 adapted after merging and re-packing). So with ``lora=`` the base weights are packed
+as they are and each projection adds its low-rank update, ``(x @ A.T) @ B.T`` with the fused
+projections' A stacked and B block-diagonal (:class:`LowRank`): a few small matmuls per layer.
+
 Other architectures run through :class:`HFDecoder`, which wraps the transformers model with a
 ``DynamicCache``; both expose ``start(max_len)`` and ``step(ids) -> logits``.
 """
@@ -158,6 +165,57 @@ class DenseLinear:
         return F.linear(x, self.weight, self.bias)
 
 
+class LowRank:
+    """``y = base(x) + (x @ A.T) @ B.T``: an adapter's update beside a (packed) projection, in float32."""
+
+    def __init__(self, base: Any, a: torch.Tensor, b: torch.Tensor) -> None:
+        self.base, self.a, self.b = base, a, b
+
+    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {**self.base.tensors(prefix), f"{prefix}.lora_a": self.a, f"{prefix}.lora_b": self.b}
+
+    @classmethod
+    def wrap(cls, base: Any, t: dict[str, torch.Tensor], prefix: str) -> Any:
+        """``base`` with the update stored under ``prefix`` in ``t``, if there is one."""
+        if f"{prefix}.lora_a" not in t:
+            return base
+        return cls(base, t[f"{prefix}.lora_a"], t[f"{prefix}.lora_b"])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + ((x.float() @ self.a.T) @ self.b.T).to(x.dtype)
+
+
+def low_rank_updates(peft_model: Any) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{module name: (A, B * scaling)}`` of a peft LoRA model's layers (names as in the base model)."""
+    out = {}
+    for name, module in peft_model.named_modules():
+        if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
+            key = name.removeprefix("base_model.model.")
+            a = module.lora_A["default"].weight.detach().float()
+            b = module.lora_B["default"].weight.detach().float() * module.scaling["default"]
+            out[key] = (a, b)
+    return out
+
+
+def _stacked(updates: dict[str, tuple[torch.Tensor, torch.Tensor]], names: list[str],
+             sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """One (A, B) for a fused projection: the parts' A stacked, their B block-diagonal (zeros where a part has none)."""
+    import torch
+
+    parts = [(updates.get(n), size) for n, size in zip(names, sizes, strict=True)]
+    if all(u is None for u, _ in parts):
+        return None
+    a_blocks = [u[0] for u, _ in parts if u is not None]
+    b = torch.zeros(sum(sizes), sum(x.shape[0] for x in a_blocks))
+    row = col = 0
+    for u, size in parts:
+        if u is not None:
+            b[row:row + size, col:col + u[0].shape[0]] = u[1]
+            col += u[0].shape[0]
+        row += size
+    return torch.cat(a_blocks), b
+
+
 def can_quantize(config: Any) -> bool:
     """Whether ``quantize="int4"`` applies: the kernel exists and every input size is a multiple of 32."""
     sizes = [config.hidden_size, config.intermediate_size]
@@ -179,7 +237,8 @@ class LlamaDecoder:
     kernel gives the same bits at any address (measured), so packed weights stay memory-mapped.
     """
 
-    def __init__(self, model: Any, quantize: str | None = None) -> None:
+    def __init__(self, model: Any, quantize: str | None = None,
+                 lora: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
         import torch
 
         if quantize not in (None, "int4"):
@@ -225,6 +284,18 @@ class LlamaDecoder:
                 t.update(linear(attn.o_proj.weight, attn.o_proj.bias).tensors(f"{p}.o"))
                 t.update(linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])).tensors(f"{p}.gate_up"))
                 t.update(linear(mlp.down_proj.weight).tensors(f"{p}.down"))
+                if lora:  # an adapter's updates beside the packed weights (see the module docstring)
+                    m = f"model.layers.{i}"
+                    fused = {"qkv": ([f"{m}.self_attn.{x}_proj" for x in "qkv"],
+                                     [attn.q_proj.weight.shape[0], attn.k_proj.weight.shape[0],
+                                      attn.v_proj.weight.shape[0]]),
+                             "o": ([f"{m}.self_attn.o_proj"], [attn.o_proj.weight.shape[0]]),
+                             "gate_up": ([f"{m}.mlp.gate_proj", f"{m}.mlp.up_proj"],
+                                         [mlp.gate_proj.weight.shape[0], mlp.up_proj.weight.shape[0]]),
+                             "down": ([f"{m}.mlp.down_proj"], [mlp.down_proj.weight.shape[0]])}
+                    for short, (names, sizes) in fused.items():
+                        if (ab := _stacked(lora, names, sizes)) is not None:
+                            t[f"{p}.{short}.lora_a"], t[f"{p}.{short}.lora_b"] = ab
         self._setup(self.spec, t)
 
     # --- saving and loading the prepared tensors -------------------------------------------------------
@@ -267,9 +338,12 @@ class LlamaDecoder:
         kind: Any = Int4Linear if spec["quantize"] else DenseLinear
         self.lm_head = (Int8Linear if spec["quantize"] else DenseLinear).from_tensors(t, "lm_head")
         self.norm2 = torch.cat([self.norm, self.norm])
-        self.layers = [(torch.cat([t[f"layers.{i}.in_norm"]] * 2), kind.from_tensors(t, f"layers.{i}.qkv"),
-                        kind.from_tensors(t, f"layers.{i}.o"), torch.cat([t[f"layers.{i}.post_norm"]] * 2),
-                        kind.from_tensors(t, f"layers.{i}.gate_up"), kind.from_tensors(t, f"layers.{i}.down"))
+        def proj(name: str) -> Any:
+            return LowRank.wrap(kind.from_tensors(t, name), t, name)
+
+        self.layers = [(torch.cat([t[f"layers.{i}.in_norm"]] * 2), proj(f"layers.{i}.qkv"), proj(f"layers.{i}.o"),
+                        torch.cat([t[f"layers.{i}.post_norm"]] * 2), proj(f"layers.{i}.gate_up"),
+                        proj(f"layers.{i}.down"))
                        for i in range(spec["n_layers"])]
         self.kv_cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.pos = 0

@@ -25,10 +25,11 @@ for Q4_1 that re-packing is exact, and it is several times faster than float32 o
 else runs in ``dtype``. ``quantize="none"`` forces ``dtype``; ``quantize="int4"`` asks for 4-bit on
 any supported model (lossy for non-GGUF weights).
 
-Adapters: ``adapter=DIR`` (a PEFT LoRA folder, e.g. from ``plait tune``) is merged into the weights
-when they load, before the fast decoder prepares them, so an adapted model decodes at the base model's
-speed. A GGUF's prepared decoder for an adapted model is cached under a name that holds the
-adapter's hash (a retrained adapter gets a fresh file).
+Adapters: ``adapter=DIR`` (a PEFT LoRA folder, e.g. from ``plait tune``) is merged into float
+weights when they load, before the fast decoder prepares them; with int4 weights the base is packed as
+it is and the adapter's low-rank updates run beside it (merging would round most of the adapter away:
+see :mod:`~plait.local_models.llm.llama_decoder`). A GGUF's prepared decoder for an adapted model is
+cached under a name that holds the adapter's hash (a retrained adapter gets a fresh file).
 
 Requests are served one at a time (a lock around the decode loop), so concurrent callers queue
 and never share a KV cache. Weights load on first use, on CUDA when present, else on the CPU.
@@ -244,14 +245,6 @@ def adapter_hash(folder: str | os.PathLike[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def _merge_adapter(model: Any, folder: str) -> Any:
-    """The model with a PEFT adapter's weights merged in (an ordinary transformers model again)."""
-    require("peft", "tune")
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(model, folder).merge_and_unload()
-
-
 class _Engine:
     """The loaded model, tokenizer and decoder, plus the lock that serialises requests."""
 
@@ -297,7 +290,7 @@ class _Engine:
             # format's version (v1) so a later plait never misreads an older file; an adapted model's
             # file also holds the adapter's hash.
             cpu = torch.backends.cpu.get_cpu_capability()
-            tag = f"-adapter-{adapter_hash(self.adapter)}" if self.adapter else ""
+            tag = f"-lora-{adapter_hash(self.adapter)}" if self.adapter else ""
             packed = Path(folder) / f"plait-decoder-int4-v1-torch{torch.__version__}-{cpu}{tag}.safetensors"
         wants_int4 = self.quantize_arg == "int4" or (self.quantize_arg == "auto" and four_bit_source)
         if packed is not None and packed.is_file() and wants_int4 and device == "cpu":
@@ -360,7 +353,10 @@ class _Engine:
             raise OSError(f"Could not load the model {self.spec!r}: {e}. Pass a local model folder, a .gguf "
                           "file, or a hub id that is downloaded (or reachable when HF_HUB_OFFLINE is unset).") from e
         if self.adapter is not None:
-            model = _merge_adapter(model, self.adapter)
+            require("peft", "tune")
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, self.adapter)
         model = model.to(device).eval()
         self.device = model.device
         cfg = self.config = model.config
@@ -372,8 +368,17 @@ class _Engine:
                              f"{'/'.join(llama_decoder.SUPPORTED)} model on the CPU, sizes that are multiples of 32 "
                              "and torch >= 2.6. Use quantize='auto' or 'none'.")
         self.quantized = self.quantize_arg == "int4" or (self.quantize_arg == "auto" and can_int4 and four_bit_source)
+        lora = None
+        if self.adapter is not None:
+            # int4: the base weights packed as they are, the adapter's updates beside them (merging first
+            # would round most of the adapter away, see llama_decoder); otherwise merged in exactly
+            if lean and self.quantized:
+                lora = llama_decoder.low_rank_updates(model)
+                model = model.unload()
+            else:
+                model = model.merge_and_unload()
         if lean:
-            self.decoder = llama_decoder.LlamaDecoder(model, quantize="int4" if self.quantized else None)
+            self.decoder = llama_decoder.LlamaDecoder(model, quantize="int4" if self.quantized else None, lora=lora)
         else:
             self.decoder = llama_decoder.HFDecoder(model)
             self.model = model
