@@ -11,7 +11,8 @@ structured outputs; chosen over xgrammar and outlines-core for the reasons in ``
 - ``tools`` with ``tool_choice``: ``"required"`` (or ``"any"``) or a tool's name forces a call
   whose arguments fit the tool's schema; ``"auto"`` lets the model answer text or a call, and a
   reply that starts a call (``{`` or ``[``) is held to the calls' grammar; ``"none"`` turns
-  tools off. ``parallel_tool_calls=False`` allows one call only.
+  tools off (the reply cannot start like a call, even after a history of calls).
+  ``parallel_tool_calls=False`` allows one call only.
 
 How: :func:`plan` adds the instructions to the prompt (the tool-call wire form of
 :mod:`plait.prompted_tools`, ``{"tool": NAME, "arguments": {...}}``, or a list of those) and
@@ -70,6 +71,9 @@ def plan(messages: list[Message], options: dict[str, Any]) -> tuple[list[Message
         messages = pt.add_system(messages, pt.json_instructions(options["response_format"]))
     tools, choice = options.get("tools") or [], options.get("tool_choice") or "auto"
     is_json = not (options.get("guided_regex") or options.get("guided_choice"))
+    if tools and choice == "none" and answer is None:
+        # tools off, but a history of calls: the reply must not start like a call (then it is free text)
+        return messages, Plan(f"%llguidance {{}}\nstart: {_TEXT}", None, free_text=True, json=False)
     if not tools or choice == "none":
         return messages, Plan(f"%llguidance {{}}\nstart: {answer}" if answer else None, json=is_json)
     parallel = options.get("parallel_tool_calls") is not False

@@ -153,8 +153,8 @@ def test_plan_builds_one_grammar_and_refuses_contradictions() -> None:
         plan(msgs, {"guided_regex": "a+", "guided_choice": ["a"]})
     with pytest.raises(ValueError, match="Unknown response_format type 'xml'"):
         plan(msgs, {"response_format": {"type": "xml"}})
-    out, p = plan(msgs, {"tools": TOOLS, "tool_choice": "none"})
-    assert p.grammar is None and out == msgs
+    out, p = plan(msgs, {"tools": TOOLS, "tool_choice": "none"})  # no tool instructions; no call-like reply
+    assert out == msgs and p.tools is None and p.free_text and "start: /[^\\[{" in (p.grammar or "")
     out, p = plan(msgs, {"tools": TOOLS, "tool_choice": "convert_currency", "parallel_tool_calls": False})
     assert p.tools and [t.name for t in p.tools] == ["convert_currency"] and '"array"' not in (p.grammar or "")
     assert "convert_currency" in out[0].content  # the instructions went into a system message
@@ -222,6 +222,20 @@ def test_auto_tool_choice_gives_text_or_a_valid_call(smollm2: Any) -> None:
     for prompt in ("Say hello to Alice.", "What is the weather in Paris?"):
         msg = bound.invoke(prompt, max_tokens=40)
         assert (msg.content.strip() and not msg.tool_calls) or (valid_calls(msg) and not msg.content), msg
+
+
+def test_tool_choice_none_after_calls_answers_in_text(smollm2: Any) -> None:
+    # A history full of calls invites the model to write another one as text: "none" forbids a reply
+    # that starts like a call (plan), and the real model then answers in words.
+    history: list[Any] = [UserMessage(content="What is the weather in Paris?"),
+                          AssistantMessage(content="", tool_calls=[ToolCall(id="c1", name="get_weather",
+                                                                            arguments={"city": "Paris"})]),
+                          ToolMessage(tool_call_id="c1", name="get_weather", content="Sunny in Paris"),
+                          UserMessage(content="And in Rome?")]
+    _, p = plan(history, {"tools": TOOLS, "tool_choice": "none"})
+    assert p.grammar is not None and p.free_text and p.tools is None
+    msg = smollm2.bind_tools(TOOLS, tool_choice="none").invoke(history, max_tokens=30)
+    assert not msg.tool_calls and msg.content.strip() and msg.content.lstrip()[0] not in "{["
 
 
 def test_guided_choice_and_guided_regex(smollm2: Any) -> None:
