@@ -23,8 +23,8 @@ def model_card(f: dict[str, Any], merged: bool = False) -> str:
         ("optimizer", f"AdamW, learning rate {c['learning_rate']}, linear warm-up and decay, seed {c['seed']}"),
         ("train loss", f"{f['train_loss_first']} first step -> {f['train_loss_last']} (mean of the last steps)"),
         ("eval loss", f"{f['eval_loss_before']} before -> {f['eval_loss_after']} after"),
-        ("time", f"{f['train_minutes']} min training ({f['total_minutes']} min in all) on {f['device']}, "
-                 f"{f['threads']} threads, torch {f['torch']}"),
+        ("time", f"{f['train_minutes']} min training ({f.get('train_cpu_minutes')} CPU min; {f['total_minutes']} min "
+                 f"in all) on {f['device']}, {f['threads']} threads, torch {f['torch']}"),
     ]
     if f.get("adapter_mb") is not None:
         rows.append(("adapter size", f"{f['adapter_mb']} MB"))

@@ -230,7 +230,7 @@ def train(data: str | os.PathLike[str], model: str = "local", out: str | os.Path
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / max(1, total - warmup)))
 
     # 3. resume from the last checkpoint of the same run, if there is one
-    state: dict[str, Any] = {"step": 0, "losses": [], "seconds": 0.0, "eval_before": None}
+    state: dict[str, Any] = {"step": 0, "losses": [], "seconds": 0.0, "cpu_seconds": 0.0, "eval_before": None}
     saved = _checkpoints(out)
     if saved:
         state = torch.load(saved[-1] / "trainer.pt", map_location=device, weights_only=False)
@@ -250,7 +250,7 @@ def train(data: str | os.PathLike[str], model: str = "local", out: str | os.Path
     orders: dict[int, list[int]] = {}
     bar = tqdm(total=total, initial=state["step"], desc="tune", unit="step", disable=not progress)
     net.train()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(device).startswith("cuda"))
     for step in range(state["step"], total):
         epoch, within = divmod(step, per_epoch)
@@ -275,9 +275,11 @@ def train(data: str | os.PathLike[str], model: str = "local", out: str | os.Path
             _save_checkpoint(out, step + 1, {
                 **state, "step": step + 1, "run_key": run_key, "trainable": trainable,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "seconds": state["seconds"] + time.perf_counter() - t0})
+                "seconds": state["seconds"] + time.perf_counter() - t0,
+                "cpu_seconds": state.get("cpu_seconds", 0.0) + time.process_time() - cpu0})
     bar.close()
     seconds = state["seconds"] + time.perf_counter() - t0
+    cpu_seconds = state.get("cpu_seconds", 0.0) + time.process_time() - cpu0
 
     # 6. figures, then the adapter (or the merged model) and its model card
     eval_after = _eval_loss(net, eval_set, config.batch_size, pad_id, device)
@@ -291,7 +293,8 @@ def train(data: str | os.PathLike[str], model: str = "local", out: str | os.Path
         "train_loss_last": round(sum(tail) / len(tail), 4) if tail else None,
         "eval_loss_before": None if state["eval_before"] is None else round(state["eval_before"], 4),
         "eval_loss_after": None if eval_after is None else round(eval_after, 4),
-        "train_minutes": round(seconds / 60, 2), "total_minutes": round((time.perf_counter() - started) / 60, 2),
+        "train_minutes": round(seconds / 60, 2), "train_cpu_minutes": round(cpu_seconds / 60, 2),
+        "total_minutes": round((time.perf_counter() - started) / 60, 2),
         "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "config": asdict(config),
     }
