@@ -257,7 +257,11 @@ class ChromaStore:
                     self._rebuild_lexical(self.bm25)
                 self._synced = True
             if follow and self.mode == "http":
-                self.feed().follow(lambda: self._rebuild_lexical(self.bm25), lambda ids: refresh_lexical(self, ids))
+                def refill() -> None:
+                    self._collection = None  # after another client's clear, the collection is a new one
+                    self._rebuild_lexical(self.bm25)  # type: ignore[arg-type]
+
+                self.feed().follow(refill, lambda ids: refresh_lexical(self, ids))
         return self.bm25
 
     def rebuild_lexical(self) -> int:

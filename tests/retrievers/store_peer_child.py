@@ -4,7 +4,7 @@ the same store (an embedded data directory, or a Chroma server with this process
 It opens the store and queries it once (so it is already open), says ``ready``, then for every line
 on stdin answers one JSON line: ``query ID`` (what lexical and dense search find for that chunk's
 text and vector), ``write ID [WORD]`` (upserts the chunk, with WORD in its text), ``delete ID``,
-``hybrid WORDS`` (the ids a hybrid query returns). The vectors are the deterministic fake ones of
+``hybrid WORDS`` (the ids a hybrid query returns), ``clear``. The vectors are the deterministic fake ones of
 :func:`vector`, so no embedding model loads here.
 Usage: python store_peer_child.py STORE_DIR|http://HOST:PORT COLLECTION [SIDECAR]
 """
@@ -117,6 +117,9 @@ def main() -> None:
             print(json.dumps(found(store, rest)), flush=True)
         elif action == "hybrid":
             print(json.dumps(hybrid(store, rest)), flush=True)
+        elif action == "clear":
+            store.clear()
+            print(json.dumps({"cleared": store.collection_name}), flush=True)
         elif action == "delete":
             store.delete([rest])
             print(json.dumps({"deleted": rest}), flush=True)

@@ -77,3 +77,8 @@ def test_writers_in_turn_and_a_late_process_agree(trio, tmp_path):
         assert late.ask("hybrid shared") == hybrid(store, "shared")
     finally:
         late.close()
+    assert two.ask("clear")["cleared"] == store.collection_name  # a clear empties every process's index
+    assert found(store, "shared")["lexical"] == [] and one.ask("query shared")["lexical"] == []
+    write(store, "after", "clear")  # and the collection made again is followed as before
+    assert one.ask("query after") == {"lexical": ["after"], "dense": ["after"]}
+    assert two.ask("query after") == {"lexical": ["after"], "dense": ["after"]}
