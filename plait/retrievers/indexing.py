@@ -271,7 +271,7 @@ class Indexer:
               tries: dict[str, int]) -> None:
         """Split the file as it is read, flushing full batches as they fill."""
         resume, item.resume = item.resume, None
-        if resume is not None:
+        if item.ids:  # carried over from a run that was killed part way through this very file
             report.files_resumed += 1
         problems: list[Problem] = []
         live.append(item)
@@ -279,7 +279,8 @@ class Indexer:
             chunks = self._splitter().stream_chunks(self._documents(item.path, problems), resume=resume)
             for chunk, token in chunks:
                 chunk.id = chunk_id(item.source, chunk)
-                if chunk.id in item.ids:  # committed before a resume; given again by the resumed window
+                if chunk.id in item.ids:  # committed by the killed run; given again by the resumed window
+                    report.chunks_reused += 1
                     continue
                 item.ids[chunk.id] = None
                 item.batch.append(chunk)

@@ -22,7 +22,7 @@ import pytest
 
 from plait.retrievers.chroma import ChromaStore
 from plait.retrievers.indexing import Indexer
-from plait.retrievers.splitters import TokenSplitter
+from plait.retrievers.splitters import MarkdownHeaderSplitter, TokenSplitter
 from tests.retrievers.test_indexing import snapshot
 
 pytestmark = pytest.mark.integration
@@ -96,3 +96,38 @@ def test_sigkill_mid_file_resumes_from_the_last_committed_batch(tmp_path, embedd
     assert snapshot(store, make_indexer(store)) == snapshot(clean_store, clean)
     assert store.count() == total == len(set(store.ids()))
     assert make_indexer(store).ingest(big).files_unchanged == 1
+
+
+def test_a_crash_mid_markdown_file_redoes_it_without_embedding_the_committed_chunks_again(tmp_path, embeddings,
+                                                                                         monkeypatch):
+    # Markdown cannot resume mid-text (sections), so its chunks are made again and those stored are skipped
+    doc = tmp_path / "guide.md"
+    doc.write_text("\n\n".join(f"# Part {i}\n\n{one_line(120)}" for i in range(6)), encoding="utf-8")
+    store = ChromaStore("docs", path=tmp_path / "db", embeddings=embeddings)
+
+    def make_indexer(store: ChromaStore) -> Indexer:
+        splitter = MarkdownHeaderSplitter(TokenSplitter(store.embeddings, chunk_size=64, chunk_overlap=8))
+        return Indexer(store, splitter=splitter, batch_chunks=8, progress=False)
+
+    real_upsert, calls = store.upsert, {"n": 0}
+
+    def crash_on_third(docs, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated crash")
+        return real_upsert(docs, **kwargs)
+
+    monkeypatch.setattr(store, "upsert", crash_on_third)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        make_indexer(store).ingest(doc)
+    monkeypatch.setattr(store, "upsert", real_upsert)
+    progress = make_indexer(store).record.progress(str(doc))
+    assert progress is not None and progress["resume"] is None and len(progress["ids"]) == 16
+
+    report = make_indexer(store).ingest(doc)
+    clean_store = ChromaStore("docs", path=tmp_path / "clean", embeddings=embeddings)
+    clean = make_indexer(clean_store)
+    total = clean.ingest(doc).chunks_written
+    assert report.files_resumed == 1 and report.chunks_written == total - 16 and report.chunks_reused == 16
+    assert snapshot(store, make_indexer(store)) == snapshot(clean_store, clean)
+    assert all(not c.content.startswith("# Part") or "\n\n" in c.content for c in store.get())  # no bare heading
