@@ -66,8 +66,33 @@ class UserMessage(Message):
     role: Literal["user"] = "user"
 
 
+class TopLogprob(_Model):
+    """One candidate token at a position: its text, natural-log probability and UTF-8 bytes (as OpenAI)."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(TopLogprob):
+    """A token of the reply with its log-probability and the most likely tokens at its position.
+
+    The ``token`` strings of a reply's logprobs add up to its text (see docs/models.md for how a
+    local model splits text among tokens); ``top_logprobs`` is sorted, most likely first.
+    """
+
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+def _join_logprobs(a: list[TokenLogprob] | None, b: list[TokenLogprob] | None) -> list[TokenLogprob] | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return a + b
+
+
 class AssistantMessage(Message):
-    """A model's reply: text, tool calls, usage, finish reason and the model id."""
+    """A model's reply: text, tool calls, usage, finish reason, the model id and, when asked for,
+    the log-probabilities of its tokens (``logprobs``; None when not asked for)."""
 
     role: Literal["assistant"] = "assistant"
     tool_calls: list[ToolCall] = Field(default_factory=list)
@@ -75,6 +100,7 @@ class AssistantMessage(Message):
     finish_reason: str | None = None
     model: str | None = None
     id: str | None = None
+    logprobs: list[TokenLogprob] | None = None
 
 
 class ToolMessage(Message):
@@ -135,7 +161,11 @@ class ToolCallChunk(_Model):
 
 
 class AssistantChunk(_Model):
-    """A piece of a streamed reply. Chunks add up with ``+``; ``to_message()`` gives the message."""
+    """A piece of a streamed reply. Chunks add up with ``+``; ``to_message()`` gives the message.
+
+    ``logprobs``: the tokens of this piece's ``content`` with their log-probabilities, when asked for
+    (lists add up in order; None + None stays None).
+    """
 
     content: str = ""
     tool_call_chunks: list[ToolCallChunk] = Field(default_factory=list)
@@ -143,6 +173,7 @@ class AssistantChunk(_Model):
     finish_reason: str | None = None
     model: str | None = None
     id: str | None = None
+    logprobs: list[TokenLogprob] | None = None
 
     def __add__(self, other: AssistantChunk) -> AssistantChunk:
         if not isinstance(other, AssistantChunk):
@@ -159,7 +190,8 @@ class AssistantChunk(_Model):
         return AssistantChunk(
             content=self.content + other.content, tool_call_chunks=[calls[i] for i in sorted(calls)],
             usage=usage, finish_reason=other.finish_reason or self.finish_reason,
-            model=self.model or other.model, id=self.id or other.id)
+            model=self.model or other.model, id=self.id or other.id,
+            logprobs=_join_logprobs(self.logprobs, other.logprobs))
 
     def text(self) -> str:
         return self.content
@@ -174,7 +206,8 @@ class AssistantChunk(_Model):
                 raise ValueError(f"Tool call {c.name!r} has arguments that are not valid JSON: {c.arguments!r}") from e
             calls.append(ToolCall(id=c.id or f"call_{c.index}", name=c.name or "", arguments=args))
         return AssistantMessage(content=self.content, tool_calls=calls, usage=self.usage,
-                                finish_reason=self.finish_reason, model=self.model, id=self.id)
+                                finish_reason=self.finish_reason, model=self.model, id=self.id,
+                                logprobs=self.logprobs)
 
 
 def add_chunks(total: Any, chunk: Any) -> Any:

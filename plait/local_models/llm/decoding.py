@@ -5,6 +5,9 @@
   ``frequency_penalty`` / ``presence_penalty`` work as in the OpenAI API: before choosing, each
   token already generated in this answer has its logit lowered by ``frequency_penalty`` times its
   count plus ``presence_penalty`` once, so a small model stops looping on a phrase.
+  With ``logprobs=k`` it also records, for each choice, the log-probability of the chosen token
+  and the ``k`` most likely ones (see :attr:`Sampler.last`); otherwise that costs nothing.
+- :class:`LogprobText` lines per-token log-probabilities up with the streamed text.
 - :class:`IncrementalDetokenizer` turns a growing list of token ids into text pieces, holding back
   a piece while it ends in an incomplete UTF-8 character (byte-level BPE splits multi-byte
   characters across tokens).
@@ -31,8 +34,13 @@ class Sampler:
 
     def __init__(self, temperature: float | None = None, top_p: float | None = None,
                  top_k: int | None = None, seed: int | None = None, device: Any = "cpu", *,
-                 frequency_penalty: float | None = None, presence_penalty: float | None = None) -> None:
+                 frequency_penalty: float | None = None, presence_penalty: float | None = None,
+                 logprobs: int | None = None) -> None:
         import torch
+
+        # log-probabilities to record (the chosen token's, and this many top ones), or None: off
+        self.logprobs = logprobs
+        self.last: tuple[float, list[tuple[int, float]]] = (0.0, [])
 
         for name, value in (("frequency_penalty", frequency_penalty), ("presence_penalty", presence_penalty)):
             if value is not None and not -2 <= value <= 2:
@@ -58,7 +66,10 @@ class Sampler:
 
     def __call__(self, logits: torch.Tensor) -> int:
         if not (self.frequency_penalty or self.presence_penalty):
-            return self._choose(logits)
+            token = self._choose(logits)
+            if self.logprobs is not None:
+                self._record(logits, token)
+            return token
         if self.counts:
             import torch
 
@@ -67,8 +78,21 @@ class Sampler:
             logits = logits.clone()
             logits[ids] -= self.frequency_penalty * counts + self.presence_penalty
         token = self._choose(logits)
+        if self.logprobs is not None:
+            self._record(logits, token)
         self.counts[token] = self.counts.get(token, 0) + 1
         return token
+
+    def _record(self, logits: torch.Tensor, token: int) -> None:
+        """The log-softmax of the logits the choice was made from (penalties and a grammar's mask
+        applied, temperature / top-k / top-p not): the chosen token's value and the top ones."""
+        logp = logits.float().log_softmax(-1)
+        top: list[tuple[int, float]] = []
+        if self.logprobs:
+            values, ids = logp.topk(min(self.logprobs, logp.numel()))  # sorted, most likely first
+            top = [(int(i), float(v)) for i, v in zip(ids.tolist(), values.tolist(), strict=True)
+                   if v != float("-inf")]  # tokens a grammar forbids are not candidates
+        self.last = (float(logp[token]), top)
 
     def _choose(self, logits: torch.Tensor) -> int:
         import torch
@@ -122,6 +146,51 @@ class IncrementalDetokenizer:
         after = self._decode(self.ids[self.prefix:])
         self.prefix = self.read = len(self.ids)
         return after[len(before):]
+
+
+class LogprobText:
+    """Lines per-token log-probabilities up with the text a decode loop emits.
+
+    Each generated token is given the text it adds to the answer (the incremental detokenizer's
+    piece: ``""`` for a token that ends inside a multi-byte character, whose next token carries the
+    whole character). Text is handed on only at token boundaries, so every piece of text comes with
+    exactly the tokens whose texts make it up. At a stop sequence the token it starts in keeps only
+    the text before it, and later tokens are dropped: the tokens' texts always add up to the answer.
+    """
+
+    def __init__(self) -> None:
+        self.tokens: list[list[Any]] = []  # [text, logprob, top] of tokens not handed on yet
+        self.pending = ""  # emitted text not handed on yet (it ends inside a token's text)
+
+    def add(self, text: str, logprob: float, top: list[tuple[str, float]]) -> None:
+        """A token: its piece of text, its log-probability and the top candidates' (text, logprob)."""
+        self.tokens.append([text, logprob, top])
+
+    def emit(self, out: str, final: bool = False) -> tuple[str, list[list[Any]]]:
+        """Text the stop matcher lets out; returns the part made of whole tokens, and those tokens.
+
+        ``final``: generation has ended, ``out`` is the last text: what is left is cut to fit it
+        (a stop sequence inside a token) or the rest of the text goes to the last token (a flushed
+        incomplete character).
+        """
+        self.pending += out
+        taken, n = [], 0
+        while self.tokens and len(self.tokens[0][0]) <= len(self.pending) - n:
+            if not self.tokens[0][0] and len(self.tokens) == 1 and not final:
+                break  # inside a character: wait for the token that completes it (or the flush)
+            token = self.tokens.pop(0)
+            taken.append(token)
+            n += len(token[0])
+        if final:
+            if self.tokens and n < len(self.pending):  # a stop sequence started inside this token
+                token = self.tokens.pop(0)
+                token[0] = self.pending[n:]
+                taken.append(token)
+            elif taken and n < len(self.pending):  # a flushed incomplete character: its last token's
+                taken[-1][0] += self.pending[n:]
+            self.tokens, n = [], len(self.pending)
+        text, self.pending = self.pending[:n], self.pending[n:]
+        return text, taken
 
 
 class StopMatcher:

@@ -3,7 +3,8 @@
 The grammar of :mod:`plait.local_models.llm.constrained` holds tool calls to the form
 ``{"tool": NAME, "arguments": {...}}`` (or a list of those, joined by ``", "``), so a reply can be
 read while it is written: :class:`ReplyStream` sends each call's name once and its arguments as
-they grow.
+they grow. Log-probabilities (when asked for) ride on content chunks with the text they belong to;
+a reply that is tool calls has none (as in OpenAI's API, ``logprobs`` cover ``content`` only).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 import uuid
 from typing import Any
 
-from plait.messages import AssistantChunk, AssistantMessage, ToolCallChunk
+from plait.messages import AssistantChunk, AssistantMessage, TokenLogprob, ToolCallChunk
 from plait.tools import Tool
 
 _CALL_HEAD = re.compile(r'\{"tool": "([A-Za-z0-9_\-]+)", "arguments": ')
@@ -34,9 +35,13 @@ class ReplyStream:
         self.text = ""
         self.calls: bool | None = None if tools else False  # unknown until the reply's start shows
         self._sent: list[int] = []  # per call: characters of its arguments already sent
+        self.logprobs: list[TokenLogprob] | None = None  # of text held back, when asked for
 
-    def feed(self, piece: str) -> list[AssistantChunk]:
-        if not piece:
+    def feed(self, piece: str, logprobs: list[TokenLogprob] | None = None) -> list[AssistantChunk]:
+        """Chunks for the next piece of text (``logprobs``: its tokens', when asked for)."""
+        if logprobs is not None:
+            self.logprobs = (self.logprobs or []) + logprobs
+        if not piece and not logprobs:
             return []
         self.text += piece
         if self.calls is None:
@@ -46,9 +51,9 @@ class ReplyStream:
                 return []
             else:  # text (or a JSON answer that is not a call): everything held back goes out now
                 self.calls = False
-                return [AssistantChunk(content=self.text)]
+                return [AssistantChunk(content=self.text, logprobs=self._held_logprobs())]
         if not self.calls:
-            return [AssistantChunk(content=piece)]
+            return [AssistantChunk(content=piece, logprobs=self._held_logprobs())]
         deltas = []
         for i, (name, arguments) in enumerate(split_calls(self.text)):
             if i == len(self._sent):
@@ -64,7 +69,14 @@ class ReplyStream:
         if self.calls and finish == "stop":
             finish = "tool_calls"
         held = self.text if self.calls is None else ""
-        return AssistantChunk(content=held, finish_reason=finish, usage=usage)
+        logprobs = self._held_logprobs()
+        if self.calls and logprobs is not None:
+            logprobs = []  # tool calls are not content: asked for, but none
+        return AssistantChunk(content=held, finish_reason=finish, usage=usage, logprobs=logprobs)
+
+    def _held_logprobs(self) -> list[TokenLogprob] | None:
+        held, self.logprobs = self.logprobs, ([] if self.logprobs is not None else None)
+        return held
 
 
 def split_calls(text: str) -> list[tuple[str, str]]:

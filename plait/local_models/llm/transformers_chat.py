@@ -15,7 +15,9 @@ How a request runs: the messages go through the tokenizer's chat template; the p
 against the context window; then a decode loop feeds one token at a time through a KV cache
 (:mod:`plait.local_models.llm.llama_decoder`), picks the next token (greedy unless ``temperature`` is
 set, seeded when ``seed`` is), turns ids into text incrementally and stops at EOS, a stop sequence
-or ``max_tokens``. Each token's text is streamed as it is made. Tools, ``response_format``,
+or ``max_tokens``. Each token's text is streamed as it is made. With ``logprobs=True`` (and
+``top_logprobs=k``, 0 to 20) each chunk's ``logprobs`` hold its tokens' log-probabilities, as
+OpenAI's API gives them (what they mean exactly: docs/models.md). Tools, ``response_format``,
 ``guided_regex`` and ``guided_choice`` are enforced by a grammar on the logits while decoding
 (:mod:`plait.local_models.llm.constrained`): the answer always has the requested shape.
 
@@ -76,6 +78,8 @@ class TransformersOptions(ChatOptions):
     parallel_tool_calls: bool | None = None
     guided_regex: str | None = None
     guided_choice: list[str] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
 
 class ContextLengthError(ValueError):
@@ -199,15 +203,20 @@ class TransformersChatModel(ChatModel):
         budget = min(max_tokens or DEFAULT_MAX_TOKENS, window - len(ids))
         from plait.local_models.llm.decoding import Sampler
 
+        top_logprobs = options.get("top_logprobs")
+        if top_logprobs is not None and not (options.get("logprobs") and 0 <= top_logprobs <= 20):
+            raise ValueError(f"top_logprobs={top_logprobs} needs logprobs=True and a value from 0 to 20")
+
         sampler = Sampler(options.get("temperature"), options.get("top_p"), options.get("top_k"),
                           options.get("seed"), device=engine.device,
                           frequency_penalty=options.get("frequency_penalty"),
-                          presence_penalty=options.get("presence_penalty"))
+                          presence_penalty=options.get("presence_penalty"),
+                          logprobs=(top_logprobs or 0) if options.get("logprobs") else None)
         request_id = f"local-{uuid.uuid4().hex[:12]}"
         reply = replies.ReplyStream(plan.tools)
         first = True
-        for piece, finish, usage in engine.generate(ids, budget, sampler, options.get("stop"), constraint):
-            chunks = reply.feed(piece)
+        for piece, finish, usage, logprobs in engine.generate(ids, budget, sampler, options.get("stop"), constraint):
+            chunks = reply.feed(piece, logprobs)
             if finish is not None:
                 chunks.append(reply.end(finish, usage))
             for chunk in chunks or ([AssistantChunk()] if first else []):
@@ -395,8 +404,11 @@ class _Engine:
         return [int(t) for t in self.tokenizer(text)["input_ids"]]
 
     def generate(self, ids: list[int], budget: int, sampler: Any, stop: list[str] | None,
-                 constraint: Any = None) -> Iterator[tuple[str, str | None, Usage | None]]:
-        """Yield ``(text, finish_reason, usage)``; the last item has the finish reason and usage.
+                 constraint: Any = None) -> Iterator[tuple[str, str | None, Usage | None, list[Any] | None]]:
+        """Yield ``(text, finish_reason, usage, logprobs)``; the last item has the finish reason and usage.
+
+        ``logprobs``: None unless the sampler records them (``Sampler(logprobs=k)``); then the
+        :class:`~plait.messages.TokenLogprob` of the tokens whose texts make up ``text``.
 
         ``constraint``: a :class:`~plait.local_models.llm.constrained.Constraint` the answer must follow.
         """
@@ -411,12 +423,25 @@ class _Engine:
                 self._owner = None
 
     def _decode(self, ids: list[int], budget: int, sampler: Any, stop: list[str] | None,
-                constraint: Any) -> Iterator[tuple[str, str | None, Usage | None]]:
+                constraint: Any) -> Iterator[tuple[str, str | None, Usage | None, list[Any] | None]]:
         import torch
 
-        from plait.local_models.llm.decoding import IncrementalDetokenizer, StopMatcher
+        from plait.local_models.llm.decoding import IncrementalDetokenizer, LogprobText, StopMatcher
 
         detok, stops = IncrementalDetokenizer(self.tokenizer), StopMatcher(stop)
+        aligned = LogprobText() if sampler.logprobs is not None else None
+
+        def take(token: int, sampled: bool) -> tuple[str, list[Any] | None]:
+            """A generated token's text as it may be emitted now (and, when asked for, its tokens)."""
+            piece = detok.add(token)
+            if aligned is None:
+                return stops.add(piece), None
+            # a token the grammar wrote (forced, or a completion to fit max_tokens) had no choice: logprob 0
+            logprob, top = sampler.last if sampled else (0.0, [(token, 0.0)] if sampler.logprobs else [])
+            aligned.add(piece, logprob, [(self.tokenizer.decode([t]), v) for t, v in top])
+            out = stops.add(piece)
+            text, tokens = aligned.emit(out, final=stops.stopped)  # at a stop sequence: the last tokens
+            return text, _token_logprobs(tokens)
         finish, produced = "length", 0
         self.decoder.start(len(ids) + budget)
         feed = list(ids)  # 1. the tokens to run through the model next: the whole prompt at first
@@ -427,8 +452,9 @@ class _Engine:
             for token in forced:
                 produced += 1
                 feed.append(token)
-                if text := stops.add(detok.add(token)):
-                    yield text, None, None
+                text, logprobs = take(token, sampled=False)
+                if text or logprobs:
+                    yield text, None, None, logprobs
                 if stops.stopped:
                     break
             if stops.stopped or (constraint is not None and constraint.done):
@@ -451,12 +477,14 @@ class _Engine:
                 finish = "stop"
                 break
             # 5. a grammar takes it (or, near the end of the budget, a completion of the answer instead)
+            chosen = token
             feed = constraint.advance(token, budget - produced) if constraint is not None else [token]
             # 6. its text (held back while a character or a possible stop sequence is incomplete)
-            for token in feed:
+            for i, token in enumerate(feed):
                 produced += 1
-                if text := stops.add(detok.add(token)):
-                    yield text, None, None
+                text, logprobs = take(token, sampled=i == 0 and token == chosen)
+                if text or logprobs:
+                    yield text, None, None, logprobs
                 if stops.stopped:
                     break
         tail = ""
@@ -464,5 +492,18 @@ class _Engine:
             tail = stops.add(detok.flush())
             finish = "stop" if stops.stopped else finish
             tail += stops.flush()
+        logprobs = None
+        if aligned is not None:
+            tail, tokens = aligned.emit(tail, final=True)
+            logprobs = _token_logprobs(tokens)
         usage = Usage(prompt_tokens=len(ids), completion_tokens=produced, total_tokens=len(ids) + produced)
-        yield tail, finish, usage
+        yield tail, finish, usage, logprobs
+
+
+def _token_logprobs(tokens: list[Any]) -> list[Any]:
+    """:class:`~plait.messages.TokenLogprob` of ``[text, logprob, [(text, logprob), ...]]`` entries."""
+    from plait.messages import TokenLogprob, TopLogprob
+
+    return [TokenLogprob(token=text, logprob=logprob, bytes=list(text.encode()),
+                         top_logprobs=[TopLogprob(token=t, logprob=v, bytes=list(t.encode())) for t, v in top])
+            for text, logprob, top in tokens]
