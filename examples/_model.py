@@ -18,3 +18,13 @@ def example_model(model: Any = None, **options: Any) -> Any:
     if "--model" in sys.argv[:-1]:
         spec = sys.argv[sys.argv.index("--model") + 1]
     return chat_model_from_spec(spec, **options)
+
+
+def is_bundled(model: Any) -> bool:
+    """Whether ``model`` is the bundled SmolLM2-135M (it shows the plumbing, not answer quality)."""
+    return "135m" in str(getattr(model, "model_name", "")).lower()
+
+
+def bigger_model_note(what: str) -> str:
+    return (f"(note: {what} The bundled 135M model shows the plumbing, not quality; run this example with a real "
+            "model for that: --model openai:MODEL, with $OPENAI_BASE_URL for vLLM or Ollama)")

@@ -44,9 +44,13 @@ def test_quickstart(local_model, capsys):  # noqa: F811
 
 
 def test_rag_folder(local_model, capsys):  # noqa: F811
-    result = load("rag_folder").main(local_model)
+    module = load("rag_folder")
+    result = module.main(local_model)
     assert result.sources and all("docs" in s.source for s in result.sources)
-    assert "added" in capsys.readouterr().out
+    assert "collection 'docs':" in capsys.readouterr().out
+    # a user's folder gets its own collection, named after it (not a shared 'example-rag')
+    assert module.collection_for("/home/me/my notes") == "my-notes"
+    assert module.collection_for("/tmp/x") == "folder-x" and module.collection_for("/") == "folder-root"
 
 
 def test_chatbot_memory(local_model, tmp_path, capsys):  # noqa: F811
@@ -57,23 +61,24 @@ def test_chatbot_memory(local_model, tmp_path, capsys):  # noqa: F811
     stored = SQLiteChatHistory().messages("test-session")
     assert [m.role for m in stored] == ["user", "assistant", "user", "assistant"]
     assert stored[2].content == "What is my name?"
+    out = capsys.readouterr().out
+    assert "Ada" in replies[1] or ("did not use them" in out and "--model openai:MODEL" in out)
 
 
 def test_agent_tools(local_model, capsys):  # noqa: F811
     result = load("agent_tools").main(local_model)
-    assert result.steps >= 1 and result.finish_reason in ("stop", "max_steps")
-    assert result.messages[0].role == "system" and "multiply" not in result.messages[0].content
     out = capsys.readouterr().out
-    assert "user> What is 12 times 7?" in out and "steps" in out
+    # the bundled model's first step is held to a tool call by the grammar: a real call, a real result
+    assert result.tool_calls and result.tool_calls[0].name in ("multiply", "word_count")
+    assert "user> What is 12 times 7?" in out and "  calls " in out and "  result: " in out
+    assert "--model openai:MODEL" in out  # it says that the rest needs a bigger model
+    assert result.messages[0].role == "system" and "multiply" not in result.messages[0].content
 
 
 def test_extraction(local_model, capsys):  # noqa: F811
-    person = load("extraction").main(local_model)
-    out = capsys.readouterr().out
-    if person is None:
-        assert "could not fill the schema" in out
-    else:
-        assert person.name and "extracted:" in out
+    person = load("extraction").main(local_model)  # constrained decoding: the schema is always filled
+    assert person is not None and person.name == "Marie Curie" and person.age == 42
+    assert "extracted:" in capsys.readouterr().out
 
 
 def test_openai_server(local_model, capsys, monkeypatch):  # noqa: F811
