@@ -67,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
     report = ingest(paths, store=store, glob=["**/*.md"], delete_missing=True, progress=sys.stderr.isatty())
     print(report.summary(), flush=True)
 
-    _section(f"2. Answering questions with {args.model} (retrieval: hybrid dense + BM25, gated by "
-             f"similarity {DEFAULT_MIN_SIMILARITY})")
+    who = ("the bundled SmolLM2-135M-Instruct, which shows the plumbing, not answer quality; "
+           "--model openai:MODEL for a real model" if args.model == "local" else args.model)
+    _section(f"2. Answering questions with {who} (retrieval: hybrid dense + BM25, gated by relevance)")
     model = make_model(args)
     retriever = default_retriever(store=store, k=3, min_similarity=DEFAULT_MIN_SIMILARITY)
     chain = RAGChain(retriever, model, k=3, model_options=model_options(args))
