@@ -89,7 +89,7 @@ def state(sentence: str, n: int) -> str:
     return f"{sentence.rstrip('.')} [{n}]."
 
 
-def build_training_set(corpus: dict, store, count: int, seed: int, k: int = 3) -> list[dict]:
+def build_training_set(corpus: dict, store, count: int, seed: int, k: int = 3, no_answer: float = 0.2) -> list[dict]:
     """Conversations in OpenAI's fine-tuning format (see the module docstring)."""
     from plait.chains.citations import Source, format_passages
     from plait.chains.rag import SYSTEM_PROMPT, USER_PROMPT
@@ -122,13 +122,13 @@ def build_training_set(corpus: dict, store, count: int, seed: int, k: int = 3) -
         if not found:
             continue
         s1 = rng.choice(found)
-        if kind < 0.2:  # no answer: passages retrieved for another passage's question
+        if kind < no_answer:  # no answer: passages retrieved for another passage's question
             question = ask_about(s1, rng)
             shown = [doc(rng.choice(ids)) for _ in range(k)]
             if any(d.id == first.id for d in shown):
                 continue
             answer = DONT_KNOW
-        elif kind < 0.35:  # two passages: the question's second half is about a retrieved neighbour
+        elif kind < no_answer + 0.15:  # two passages: the question's second half is about a retrieved neighbour
             shown = [d for d in retriever.invoke(s1) if d.id != first.id][: k - 1]
             second = next((d for d in shown if body(d)), None)
             if second is None:
@@ -176,11 +176,16 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--layers", type=int, default=None, help="LoRA on the last N layers only")
+    parser.add_argument("--no-answer", type=float, default=0.2,
+                        help="share of questions whose passages do not hold the answer (default: 0.2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--index-dir", default=None)
     parser.add_argument("--skip-eval", action="store_true", help="train only")
+    parser.add_argument("--base-result", default=None,
+                        help="a file holding the last JSON line of an earlier rag_scifact.py run of the base model "
+                             "with the same --limit and --k, used instead of running it again")
     args = parser.parse_args()
 
     from rag_scifact import build_index, load_scifact
@@ -201,13 +206,13 @@ def main() -> int:
         adapter.mkdir(parents=True, exist_ok=True)
         data = adapter.parent / f"{adapter.name}-train.jsonl"
         if not data.exists():
-            rows = build_training_set(corpus, store, args.examples, args.seed, args.k)
+            rows = build_training_set(corpus, store, args.examples, args.seed, args.k, args.no_answer)
             data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         config = TuneConfig(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                             rank=args.rank, alpha=2 * args.rank, layers=args.layers, seed=args.seed,
                             eval_fraction=0.05, checkpoint_every=10, extra={"training set": "benchmarks/finetune_rag.py "
                                                         f"(SciFact corpus text only, {args.examples} built, "
-                                                        f"seed {args.seed})"})
+                                                        f"{args.no_answer:.0%} without an answer, seed {args.seed})"})
         figures = train(data, "local", adapter, config, log=lambda *a: print(*a, file=sys.stderr))
     else:
         figures = json.loads((adapter / "plait-tune.json").read_text())
@@ -216,7 +221,13 @@ def main() -> int:
               "train_examples": figures.get("train_examples"), "steps": figures.get("steps"),
               "eval_loss_before": figures.get("eval_loss_before"), "eval_loss_after": figures.get("eval_loss_after")}
     if not args.skip_eval:
-        base, tuned = rag("local", args), rag(f"local+adapter:{adapter}", args)
+        if args.base_result:
+            base = json.loads(Path(args.base_result).read_text().strip().splitlines()[-1])
+            if base["claims"] != args.limit or base["k"] != args.k or base["model"] != "local":
+                raise SystemExit(f"{args.base_result} is a run with other settings: {base['claims']} claims, k={base['k']}")
+        else:
+            base = rag("local", args)
+        tuned = rag(f"local+adapter:{adapter}", args)
         result.update({
             "base_citation_precision": base["citation_precision"], "tuned_citation_precision": tuned["citation_precision"],
             "base_citation_recall": base["citation_recall"], "tuned_citation_recall": tuned["citation_recall"],
