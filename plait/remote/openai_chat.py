@@ -25,16 +25,18 @@ from plait.messages import (
     AssistantChunk,
     AssistantMessage,
     Message,
+    TokenLogprob,
     ToolCall,
     ToolCallChunk,
     ToolMessage,
+    TopLogprob,
     Usage,
 )
 from plait.remote._openai import OpenAISettings, RemoteModelError, StreamInterruptedError
 
 # Options sent to the API under the same name.
 _PASSED = ("temperature", "top_p", "stop", "seed", "frequency_penalty", "presence_penalty", "logit_bias",
-           "user", "parallel_tool_calls", "reasoning_effort", "response_format")
+           "user", "parallel_tool_calls", "reasoning_effort", "response_format", "logprobs", "top_logprobs")
 
 
 class OpenAIOptions(ChatOptions):
@@ -47,6 +49,8 @@ class OpenAIOptions(ChatOptions):
     user: str | None = None
     parallel_tool_calls: bool | None = None
     reasoning_effort: str | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
     extra_body: dict[str, Any] | None = None
 
 
@@ -70,6 +74,16 @@ def _usage(u: Any) -> Usage | None:
         return None
     return Usage(prompt_tokens=u.prompt_tokens or 0, completion_tokens=u.completion_tokens or 0,
                  total_tokens=u.total_tokens or 0)
+
+
+def _logprobs(choice: Any) -> list[TokenLogprob] | None:
+    """A choice's ``logprobs.content`` (OpenAI's format) as plait's; None when the server sent none."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if content is None:
+        return None
+    return [TokenLogprob(token=t.token, logprob=t.logprob, bytes=t.bytes, top_logprobs=[
+        TopLogprob(token=c.token, logprob=c.logprob, bytes=c.bytes) for c in t.top_logprobs or []])
+        for t in content]
 
 
 class OpenAIChatModel(ChatModel):
@@ -115,6 +129,8 @@ class OpenAIChatModel(ChatModel):
     def _request(self, messages: list[Message], options: dict[str, Any], stream: bool) -> dict[str, Any]:
         req: dict[str, Any] = {"model": self.model_name, "messages": [to_openai_message(m) for m in messages]}
         req.update({k: options[k] for k in _PASSED if options.get(k) is not None})
+        if not options.get("logprobs"):
+            req.pop("top_logprobs", None)  # logprobs=False in a call turns off a default top_logprobs too
         if options.get("max_tokens") is not None:
             # api.openai.com wants the newer name; other servers know the classic one.
             req["max_completion_tokens" if self.settings.is_openai else "max_tokens"] = options["max_tokens"]
@@ -147,7 +163,8 @@ class OpenAIChatModel(ChatModel):
                                  f"not valid JSON: {raw!r}") from e
             calls.append(ToolCall(id=tc.id, name=tc.function.name, arguments=args))
         return AssistantMessage(content=choice.message.content or "", tool_calls=calls, usage=_usage(resp.usage),
-                                finish_reason=choice.finish_reason, model=resp.model, id=resp.id)
+                                finish_reason=choice.finish_reason, model=resp.model, id=resp.id,
+                                logprobs=_logprobs(choice))
 
     def _chunk(self, raw: Any, first: bool) -> AssistantChunk:
         chunk = AssistantChunk(usage=_usage(getattr(raw, "usage", None)),
@@ -157,6 +174,7 @@ class OpenAIChatModel(ChatModel):
             delta = choice.delta
             chunk.content = (delta.content or "") if delta else ""
             chunk.finish_reason = choice.finish_reason
+            chunk.logprobs = _logprobs(choice)
             chunk.tool_call_chunks = [
                 ToolCallChunk(index=tc.index, id=tc.id, name=tc.function.name if tc.function else None,
                               arguments=(tc.function.arguments or "") if tc.function else "")

@@ -7,6 +7,10 @@ and the finish reason, an optional usage chunk (``stream_options.include_usage``
 ``images``)
 of the last chunk or of the whole completion; standard clients ignore them.
 
+``logprobs: true`` (with ``top_logprobs``) is passed to a chat model that takes the option (else
+400); each content chunk, and the whole completion, then carries ``choices[0].logprobs.content``
+in OpenAI's format: the tokens of that content with their log-probabilities.
+
 Usage is the served model's own count when it reports one; otherwise it is an estimate
 (completion: streamed pieces, or words when not streaming; prompt: words of the messages).
 """
@@ -26,7 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from plait.embeddings import Embeddings
-from plait.messages import AssistantChunk, ImageResult, ToolCallChunk, Usage
+from plait.messages import AssistantChunk, AssistantMessage, ImageResult, TokenLogprob, ToolCallChunk, Usage
 from plait.serve.adapters import Answer, ChatTarget, Reply, estimate_tokens, piece_from
 from plait.serve.convert import image_b64, jsonable
 from plait.serve.errors import APIError, guarded
@@ -58,6 +62,26 @@ def _usage_json(usage: Usage | None, prompt_estimate: int, completion_estimate: 
                       total_tokens=prompt_estimate + completion_estimate)
     total = usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
     return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": total}
+
+
+def _logprob_options(chat: ChatTarget, req: ChatCompletionRequest, options: dict[str, Any]) -> dict[str, Any]:
+    """The request's ``logprobs`` / ``top_logprobs`` as model options; 400 where the model cannot."""
+    if not req.logprobs:
+        return options
+    if not chat.is_chat_model or "logprobs" not in chat.option_names:
+        raise APIError(400, "The served model does not return logprobs; drop 'logprobs' (and 'top_logprobs').",
+                       param="logprobs")
+    extra: dict[str, Any] = {"logprobs": True}
+    if req.top_logprobs is not None:
+        extra["top_logprobs"] = req.top_logprobs
+    return {**options, **extra}
+
+
+def _logprobs_json(logprobs: list[TokenLogprob] | None) -> dict[str, Any] | None:
+    """OpenAI's ``choices[i].logprobs``: ``{"content": [...], "refusal": null}``, or null when not asked for."""
+    if logprobs is None:
+        return None
+    return {"content": [t.model_dump() for t in logprobs], "refusal": None}
 
 
 def _tool_call_delta(chunks: list[ToolCallChunk]) -> list[dict[str, Any]]:
@@ -97,7 +121,7 @@ async def _chunk_events(chat: ChatTarget, value: Any, options: dict[str, Any], a
         # Fast path for the common chunk, a bare piece of text (from a model or a text chain).
         cls = type(chunk)
         if cls is str or (cls is AssistantChunk and not chunk.tool_call_chunks and chunk.usage is None
-                          and not chunk.finish_reason):
+                          and not chunk.finish_reason and chunk.logprobs is None):
             text = chunk if cls is str else chunk.content
             if text:
                 texts.append(text)
@@ -111,7 +135,11 @@ async def _chunk_events(chat: ChatTarget, value: Any, options: dict[str, Any], a
                 yield out
             continue
         calls = answer.add(piece)
-        if piece.content:
+        logprobs = chunk.logprobs if cls is AssistantChunk else None
+        if logprobs:  # the piece's tokens go with its text
+            out += (head + b'{"content":' + json.dumps(piece.content).encode() + b'},"logprobs":'
+                    + json.dumps(_logprobs_json(logprobs)).encode() + tail[len(b',"logprobs":null'):])
+        elif piece.content:
             out += head + b'{"content":' + json.dumps(piece.content).encode() + b'}' + tail
         if calls:
             out += head + json.dumps({"tool_calls": _tool_call_delta(calls)}).encode() + tail
@@ -146,16 +174,21 @@ def _add_extras(body: dict[str, Any], reply: Reply) -> None:
         body["images"] = reply.images
 
 
-async def _collect(chat: ChatTarget, value: Any, options: dict[str, Any], answer: Answer) -> Reply:
+async def _collect(chat: ChatTarget, value: Any, options: dict[str, Any],
+                   answer: Answer) -> tuple[Reply, list[TokenLogprob] | None]:
     """A whole completion: the same stream, added up (so a client leaving can stop it at any token)."""
+    logprobs: list[TokenLogprob] | None = None
     async for chunk in chat.runnable.astream(value, **options):
         piece = piece_from(chunk)
         if piece is not None:
             answer.add(piece)
-    return answer.reply()
+        if isinstance(chunk, (AssistantChunk, AssistantMessage)) and chunk.logprobs is not None:
+            logprobs = (logprobs or []) + chunk.logprobs
+    return answer.reply(), logprobs
 
 
-def _completion_body(reply: Reply, *, cid: str, created: int, model: str, prompt_tokens: int) -> dict[str, Any]:
+def _completion_body(reply: Reply, *, cid: str, created: int, model: str, prompt_tokens: int,
+                     logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.content or (None if reply.tool_calls else ""),
                                "refusal": None}
     if reply.tool_calls:
@@ -163,7 +196,8 @@ def _completion_body(reply: Reply, *, cid: str, created: int, model: str, prompt
             "name": tc.name or "", "arguments": tc.arguments}} for tc in reply.tool_calls]
     body: dict[str, Any] = {
         "id": cid, "object": "chat.completion", "created": created, "model": model, "system_fingerprint": None,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}],
+        "choices": [{"index": 0, "message": message, "logprobs": _logprobs_json(logprobs),
+                     "finish_reason": reply.finish_reason}],
         "usage": _usage_json(reply.usage, prompt_tokens, reply.pieces),
     }
     _add_extras(body, reply)
@@ -232,6 +266,7 @@ def add_openai_routes(app: FastAPI, served: Served) -> None:
         chat = served.require_chat(req.model)
         check_choices(req)
         value, options = chat.prepare(req)
+        options = _logprob_options(chat, req, options)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         prompt_tokens = _prompt_tokens(req.messages)
         ignored = chat.ignored_options(req)
@@ -243,9 +278,10 @@ def add_openai_routes(app: FastAPI, served: Served) -> None:
                                    include_usage=include_usage, prompt_tokens=prompt_tokens)
             return EventStream(events, timeout_s=config.timeout_s, headers=headers,
                                heartbeat_s=config.heartbeat_s)
-        reply = await run_request(lambda: _collect(chat, value, options, answer), request.receive, config.timeout_s)
+        reply, logprobs = await run_request(lambda: _collect(chat, value, options, answer), request.receive,
+                                            config.timeout_s)
         return JSONResponse(_completion_body(reply, cid=cid, created=created, model=req.model,
-                                             prompt_tokens=prompt_tokens), headers=headers)
+                                             prompt_tokens=prompt_tokens, logprobs=logprobs), headers=headers)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:

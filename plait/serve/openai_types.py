@@ -65,14 +65,15 @@ class ChatCompletionRequest(_Request):
 
 
 def check_choices(req: ChatCompletionRequest) -> None:
-    """What this server cannot do yet, refused clearly: more than one choice, log-probabilities."""
+    """What this server cannot do, refused clearly: more than one choice, ``top_logprobs`` alone.
+
+    ``logprobs`` itself is checked against the served object where it is passed on (only a chat
+    model that takes the option returns them).
+    """
     if req.top_logprobs is not None and not req.logprobs:
         raise APIError(400, "'top_logprobs' needs 'logprobs': true.", param="top_logprobs")
     if req.n not in (None, 1):
         raise APIError(400, "This server returns one choice per request; drop 'n' or set it to 1.", param="n")
-    if req.logprobs:
-        raise APIError(400, "This server does not return logprobs; drop 'logprobs' (and 'top_logprobs').",
-                       param="logprobs")
     fmt = req.response_format
     if fmt is not None and fmt.get("type") not in ("text", "json_object", "json_schema"):
         raise APIError(400, f"Unknown response_format type {fmt.get('type')!r}: use 'text', 'json_object' or "
