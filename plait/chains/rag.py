@@ -104,7 +104,7 @@ class Repeats:
                 continue
             self.current += piece
             if _BOUNDARY.search(piece):
-                sentence = _norm(self.current)
+                sentence = _norm(self.current) or self.current.strip()  # '# .' repeats too
                 if sentence and sentence in self.seen:
                     self.held, self.current = "", ""
                     return emit, True
@@ -321,8 +321,8 @@ class RAGChain(Runnable[Any, RAGAnswer]):
         method: Literal["model", "inferred", "none"] = "model" if numbers else "none"
         note = ""
         if not numbers and self.fallback_citations:
-            numbers = infer_citations(answer, sources)
-            note = inferred_note(answer, sources, numbers, dropped)
+            numbers = infer_citations(answer, sources, question=question)
+            note = inferred_note(answer, sources, numbers, dropped, question)
             if numbers:
                 method = "inferred"
                 answer += ("" if answer.endswith(" ") else " ") + "".join(f"[{n}]" for n in numbers)

@@ -286,7 +286,7 @@ def require_collection(args: argparse.Namespace, allow_empty: bool = False) -> A
         close = difflib.get_close_matches(args.collection, list(counts), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         known = f" (collections: {', '.join(counts)})" if counts and not close else ""
-        raise CLIError(f"no collection {args.collection!r}{hint}{known}. `plait collections` lists them; "
+        raise CLIError(f"no collection {args.collection!r}{hint}{known}{'' if hint else '.'} `plait collections` lists them; "
                        f"`plait ingest PATH --collection {args.collection}` creates it")
     if counts[args.collection] == 0 and not allow_empty:
         raise CLIError(f"the collection {args.collection!r} is empty; index files first with "

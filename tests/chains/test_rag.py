@@ -137,6 +137,8 @@ def test_repetition_guard_stops_a_looping_model_but_streams_new_text():
     assert g.feed("The cat. The") == ("The cat.", False)   # "The" could start a repeat: held
     assert g.feed(" dog") == (" The dog", False)            # it did not: released
     assert g.feed(". The cat.") == (".", True)
+    marks = Repeats()  # sentences without words (the demo's '# [1]. # . # . # .') repeat too
+    assert marks.feed(" # [1]. # .") == (" # [1]. # .", False) and marks.feed(" # .")[1]
     no_guard = RAGChain(retriever(), FakeChatModel([LOOP]), stop_repeats=False).invoke("q")
     assert no_guard.answer.count("framework") == 3
 
@@ -251,6 +253,8 @@ def test_only_invalid_markers_infers_and_says_why():
     assert r.citation_note.startswith("the model's only marker [4] named no passage (there are 3; removed from "
                                       "the answer); plait added [2]")
     assert "the most of the 3 passages" in r.citation_note
+    echo = RAGChain(retriever(), FakeChatModel(["Question: where is the embedded store kept?"]))
+    assert echo.invoke("Where is the embedded store kept?").citations == []  # the question's words support nothing
     nothing = RAGChain(retriever(), FakeChatModel(["[9] quantum chromodynamics"])).invoke("q")
     assert nothing.citations == [] and nothing.citation_method == "none"
     assert "no passage shares enough" in nothing.citation_note
