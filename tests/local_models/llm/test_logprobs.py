@@ -154,9 +154,11 @@ def test_under_a_grammar_the_distribution_is_the_masked_one(smollm2):
     # only the tokens the grammar allows are candidates, and their probabilities sum to 1
     assert all("Yes, it is".startswith(c.token) or "No".startswith(c.token) for c in first.top_logprobs)
     assert sum(math.exp(c.logprob) for c in first.top_logprobs) == pytest.approx(1.0, abs=1e-4)
-    # what the grammar then writes by itself has probability 1
-    if msg.content.startswith("Yes") and len(msg.logprobs) > 1:
-        assert msg.logprobs[-1].logprob == 0.0
+    # what the grammar writes by itself (here all of it: one choice) has probability 1
+    forced = smollm2.invoke("Is the sky blue?", logprobs=True, top_logprobs=3, guided_choice=["Yes, it is blue"])
+    assert forced.content == "Yes, it is blue" and "".join(t.token for t in forced.logprobs) == forced.content
+    assert all(t.logprob == 0.0 and [(c.token, c.logprob) for c in t.top_logprobs] == [(t.token, 0.0)]
+               for t in forced.logprobs)
 
 
 def test_a_tool_call_reply_has_no_content_logprobs(smollm2):
