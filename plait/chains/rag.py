@@ -77,6 +77,7 @@ SYSTEM_PROMPT = (
 USER_PROMPT = "Passages:\n{passages}\n\nQuestion: {question}\nAnswer:"
 
 _BOUNDARY = re.compile(r"[.!?\n]")
+_CITATION = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -104,7 +105,9 @@ class Repeats:
                 continue
             self.current += piece
             if _BOUNDARY.search(piece):
-                sentence = _norm(self.current) or self.current.strip()  # '# .' repeats too
+                # citation numbers aside ('# [4].' repeats '# [3].'); a sentence without words by its text
+                bare = _CITATION.sub("", self.current)
+                sentence = _norm(bare) or bare.strip()
                 if sentence and sentence in self.seen:
                     self.held, self.current = "", ""
                     return emit, True

@@ -30,8 +30,10 @@ def test_rag_over_the_docs_cites_real_sources(local_model, docs_store):  # noqa:
 def test_off_topic_question_gets_i_dont_know(local_model, docs_store):  # noqa: F811
     gate = RelevanceGate(docs_store.as_retriever(k=3), docs_store.as_retriever("dense", k=1), 0.3)
     chain = RAGChain(gate, local_model)
-    assert gate.best_score("How long should I boil an egg?") < 0.3
-    result = chain.invoke("How long should I boil an egg?")
+    # (not the egg question of the docs' examples: the docs hold its words, so the lexical side would let it in)
+    question = "How do I season a cast iron pan?"
+    assert gate.best_score(question) < 0.3 and gate.why_closed(question)
+    result = chain.invoke(question)
     assert not result.grounded and result.citations == [] and "don't know" in result.answer
     assert gate.best_score("Where does plait keep the embedded Chroma store?") >= 0.3
 

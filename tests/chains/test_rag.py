@@ -137,8 +137,9 @@ def test_repetition_guard_stops_a_looping_model_but_streams_new_text():
     assert g.feed("The cat. The") == ("The cat.", False)   # "The" could start a repeat: held
     assert g.feed(" dog") == (" The dog", False)            # it did not: released
     assert g.feed(". The cat.") == (".", True)
-    marks = Repeats()  # sentences without words (the demo's '# [1]. # . # . # .') repeat too
-    assert marks.feed(" # [1]. # .") == (" # [1]. # .", False) and marks.feed(" # .")[1]
+    marks = Repeats()  # citation numbers aside: the demo's '# [1]. # [2]. # [3]. ...' repeats from the second
+    assert marks.feed(" # [1].") == (" # [1].", False) and marks.feed(" # [2].")[1]
+    assert Repeats().feed("It is [1]. It is [2].") == ("It is [1].", True)
     no_guard = RAGChain(retriever(), FakeChatModel([LOOP]), stop_repeats=False).invoke("q")
     assert no_guard.answer.count("framework") == 3
 
