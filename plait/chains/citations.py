@@ -219,45 +219,44 @@ def _words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
 
 
-def support(answer: str, passage: str, question: str = "") -> tuple[int, int]:
-    """(how many of the answer's content words occur in the passage, how many there are). Words of
-    the ``question`` do not count: an answer that only repeats the question is supported by nothing."""
-    words = _words(_MARKER.sub(" ", answer)) - _words(question)
+def support(answer: str, passage: str) -> tuple[int, int]:
+    """(how many of the answer's content words occur in the passage, how many there are)."""
+    words = _words(_MARKER.sub(" ", answer))
     return len(words & _words(passage)), len(words)
 
 
 def infer_citations(answer: str, docs: Sequence[Document | Source], max_citations: int = 1,
-                    min_overlap: float = 0.2, question: str = "") -> list[int]:
+                    min_overlap: float = 0.2) -> list[int]:
     """Passages (1-based) that best support an answer that has no markers.
 
-    A passage's support is the share of the answer's content words (those not in ``question``) it contains; those with at
+    A passage's support is the share of the answer's content words it contains; those with at
     least ``min_overlap`` qualify, and the ``max_citations`` with the most support are returned
     (ties: the higher-ranked first). Measured on the first 20 SciFact claims
     (``benchmarks/rag_scifact.py``): see ``docs/chains.md``.
     """
     shares = []
     for i, doc in enumerate(docs, 1):
-        shared, total = support(answer, doc.content, question)
+        shared, total = support(answer, doc.content)
         if total and shared / total >= min_overlap:
             shares.append((-shared, i))
     return [i for _, i in sorted(shares)[:max_citations]]
 
 
 def inferred_note(answer: str, docs: Sequence[Document | Source], numbers: Sequence[int],
-                  dropped: Sequence[int] = (), question: str = "") -> str:
+                  dropped: Sequence[int] = ()) -> str:
     """How inferred citations were chosen, in words (for printing beside the sources)."""
     why = (f"the model's only marker{'s' if len(dropped) > 1 else ''} {' '.join(f'[{n}]' for n in dropped)} "
            f"named no passage (there {'are' if len(docs) != 1 else 'is'} {len(docs)}; removed from the answer)"
            if dropped else "the model cited no passage")
     if not numbers:
-        return f"{why}; no passage shares enough of the answer's words (beyond the question's) to cite one"
+        return f"{why}; no passage shares enough of the answer's words to cite one"
     best = numbers[0]
-    shared, total = support(answer, docs[best - 1].content, question)
-    runner = max((support(answer, d.content, question)[0], -i) for i, d in enumerate(docs, 1) if i != best) if len(docs) > 1 \
+    shared, total = support(answer, docs[best - 1].content)
+    runner = max((support(answer, d.content)[0], -i) for i, d in enumerate(docs, 1) if i != best) if len(docs) > 1 \
         else None
     than = "" if runner is None else (
         f", the most of the {len(docs)} passages" if runner[0] < shared else f", as many as [{-runner[1]}], which ranks lower")
-    return f"{why}; plait added [{best}]: it shares {shared} of the answer's {total} content words not in the question{than}"
+    return f"{why}; plait added [{best}]: it shares {shared} of the answer's {total} content words{than}"
 
 
 def says_dont_know(answer: str) -> bool:

@@ -324,8 +324,8 @@ class RAGChain(Runnable[Any, RAGAnswer]):
         method: Literal["model", "inferred", "none"] = "model" if numbers else "none"
         note = ""
         if not numbers and self.fallback_citations:
-            numbers = infer_citations(answer, sources, question=question)
-            note = inferred_note(answer, sources, numbers, dropped, question)
+            numbers = infer_citations(answer, sources)
+            note = inferred_note(answer, sources, numbers, dropped)
             if numbers:
                 method = "inferred"
                 answer += ("" if answer.endswith(" ") else " ") + "".join(f"[{n}]" for n in numbers)
