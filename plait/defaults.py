@@ -85,6 +85,13 @@ def smollm2_gguf_path() -> str:
     return str(path)
 
 
+def cite_adapter_path() -> str:
+    """The bundled LoRA adapter that teaches the bundled SmolLM2 to cite its passages as ``[n]``, for RAG
+    answers only (``local+adapter:<this>``; see its model card and benchmarks/finetune_rag.py). The plain
+    chat default stays the base model."""
+    return str(Path(__file__).parent / "local_models" / "llm" / "adapters" / "cite")
+
+
 def image_model_path() -> str:
     """plait's own small text-to-image pipeline, shipped inside the package."""
     return str(Path(__file__).parent / "local_models" / "diffusion" / "weights" / "plait-shapes")
