@@ -23,11 +23,9 @@ embedded directory, a vector query reopens the client when another process wrote
 writes take an OS lock; on a Chroma server, every write appends change records to
 ``<collection>.plait-changes``, which every client applies to its lexical index before a query.
 
-Vectors are compared by cosine; ``Document.score`` is the cosine similarity (1 = same direction).
-Constructors and :meth:`ChromaStore.as_retriever` open nothing: the client, the collection and
-the lexical index open on first use. The retrievers themselves live in their own modules
-(:mod:`~plait.retrievers.dense`, :mod:`~plait.retrievers.bm25`, :mod:`~plait.retrievers.hybrid`);
-``as_retriever`` is :func:`plait.retrievers.factory.store_retriever`.
+Vectors are compared by cosine (``Document.score``). Constructors and :meth:`ChromaStore.as_retriever`
+(:func:`plait.retrievers.factory.store_retriever`) open nothing: the client, the collection and the
+lexical index open on first use.
 
 Example::
 
@@ -196,8 +194,7 @@ class ChromaStore:
                     self._watch.seen = seen
             return self._client
 
-    def _reopen_if_stale(self) -> None:
-        """Embedded: reopen the client when another process wrote to Chroma since it loaded."""
+    def _reopen_if_stale(self) -> None:  # embedded: another process wrote to Chroma since the client loaded
         with self._lock:
             if self._watch is not None and self._client is not None and self._watch.stale():
                 self._gate.close(self._client)  # once the other threads' reads on it are done
