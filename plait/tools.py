@@ -31,7 +31,7 @@ import inspect
 import json
 import re
 from collections.abc import Callable
-from typing import Any, get_type_hints
+from typing import Any, cast, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -270,7 +270,7 @@ class Tool(Runnable[Any, Any]):
         if inspect.iscoroutinefunction(self.func):
             return await self.func(**args)
         ctx = contextvars.copy_context()
-        func = self.func
+        func = cast(Callable[..., Any], self.func)  # not None: _arguments checked it
         return await asyncio.get_running_loop().run_in_executor(None, lambda: ctx.run(func, **args))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

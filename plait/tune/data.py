@@ -136,7 +136,7 @@ def check_conversation(row: Any) -> str | None:
 
 
 def render(tokenizer: Any, turns: list[dict[str, str]], generation_prompt: bool) -> str:
-    """The prompt text plait's local chat model builds (see ``transformers_chat._Engine.render``)."""
+    """The prompt text plait's local chat model builds (see ``engine.Engine.render``)."""
     if getattr(tokenizer, "chat_template", None):
         return str(tokenizer.apply_chat_template(turns, add_generation_prompt=generation_prompt, tokenize=False))
     text = "".join(f"{t['role']}: {t['content']}\n" for t in turns)

@@ -187,7 +187,7 @@ def test_bundled_model_trains_and_answers_with_the_adapter(tmp_path: Path) -> No
     model = chat_model_from_spec(f"local+adapter:{out}")
     answer = model.invoke("Hello", max_tokens=8)
     assert model._engine.quantized and answer.content
-    from plait.local_models.llm.transformers_chat import adapter_hash
+    from plait.local_models.llm.engine import adapter_hash
 
     cached = [p.name for p in Path(figures["base_folder"]).glob("plait-decoder-int4-*")]
     assert any(adapter_hash(out) in name for name in cached), cached

@@ -30,7 +30,8 @@ import os
 from typing import Any
 
 from plait.defaults import require, smollm2_gguf_path
-from plait.local_models.llm.transformers_chat import TransformersChatModel, _Engine
+from plait.local_models.llm.engine import Engine
+from plait.local_models.llm.transformers_chat import TransformersChatModel
 
 
 class LlamaCppChatModel(TransformersChatModel):
@@ -59,7 +60,7 @@ class LlamaCppChatModel(TransformersChatModel):
         return f"LlamaCppChatModel({self.spec!r}, n_threads={self.n_threads}, n_gpu_layers={self.n_gpu_layers})"
 
 
-class _LlamaCppEngine(_Engine):
+class _LlamaCppEngine(Engine):
     """The engine of :class:`TransformersChatModel` with a :class:`LlamaCppDecoder`."""
 
     def __init__(self, spec: str, n_threads: int | None, n_gpu_layers: int) -> None:
