@@ -327,7 +327,8 @@ class TokenSplitter(RecursiveCharacterSplitter):
     """Recursive splitting with lengths in the embedding model's tokens.
 
     Args:
-        embeddings: an Embeddings with a ``tokenizer`` (default: the bundled MiniLM), or pass ``tokenizer``.
+        embeddings: an Embeddings with a ``tokenizer``, or pass ``tokenizer``; embeddings without one
+            (remote ones) and no embeddings split by the bundled MiniLM's tokens and length.
         chunk_size: tokens per chunk including the model's special tokens; default the model's max.
         chunk_overlap: tokens shared by consecutive chunks.
         balance: last two chunks of about equal size (see :class:`RecursiveCharacterSplitter`).
@@ -351,10 +352,14 @@ class TokenSplitter(RecursiveCharacterSplitter):
             return
         if self._tokenizer is None:
             emb = self._embeddings
-            if emb is None:
+            if emb is None or not hasattr(emb, "tokenizer"):
+                # no embeddings, or remote ones whose tokenizer plait cannot see: the bundled MiniLM's
+                # tokens and length, so chunks are the same size as with the default local model
                 from plait.local_models.embeddings.sentence_transformer import SentenceTransformerEmbeddings
 
-                emb = self._embeddings = SentenceTransformerEmbeddings()
+                emb = SentenceTransformerEmbeddings()
+                if self._embeddings is None:
+                    self._embeddings = emb
             self._tokenizer = emb.tokenizer
             max_tokens = getattr(emb, "max_tokens", None)
         else:

@@ -187,3 +187,15 @@ def test_long_texts_split_in_windows_stream_and_resume_to_the_same_chunks():
         assert token is not None and token[0] <= chunks[k].metadata["start"]
         again = [d for d, _ in splitter.stream_chunks([TextStream({"source": "x"}, blocks)], resume=token)]
         assert [d.model_dump() for d in again] == [c.model_dump() for c in chunks[token[1]:]]
+
+
+def test_remote_embeddings_split_by_the_bundled_tokenizer():
+    # OpenAIEmbeddings has no tokenizer plait can see: ingesting with it used to fail with
+    # AttributeError; it now splits as the default local model does (nothing is sent anywhere).
+    from plait.remote.openai_embeddings import OpenAIEmbeddings
+
+    remote = OpenAIEmbeddings("text-embedding-3-small", base_url="http://127.0.0.1:9/v1", api_key="unused")
+    docs = [Document(content="Cats purr when they are happy. " * 200, metadata={"source": "cats.txt"})]
+    got = TokenSplitter(remote, chunk_overlap=32).split_documents(docs)
+    want = TokenSplitter(chunk_overlap=32).split_documents(docs)
+    assert len(got) > 1 and [d.content for d in got] == [d.content for d in want]
