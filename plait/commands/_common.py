@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from plait.defaults import DEFAULT_COLLECTION, DEFAULT_MIN_SIMILARITY
@@ -18,7 +19,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", default=None, help="API key for --model openai:... (default: $OPENAI_API_KEY)")
     parser.add_argument("--max-tokens", type=int, default=None, help="most tokens in an answer")
     parser.add_argument("--adapter", default=None, metavar="DIR",
-                        help="a LoRA adapter folder (from `plait tune`) for a local model")
+                        help="a LoRA adapter folder (from `plait tune`) for a local model; with --model local the "
+                             "bundled 'cite' adapter answers (it writes [n] markers), 'none' for the base model")
 
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +40,12 @@ def add_rag_options(parser: argparse.ArgumentParser) -> None:
 
 
 def make_model(args: argparse.Namespace) -> Any:
-    """The chat model named by ``--model`` (weights load on first use)."""
+    """The chat model named by ``--model`` for a RAG command (weights load on first use).
+
+    The bundled model (``--model local``) answers with the bundled ``cite`` adapter unless ``--adapter``
+    names another or ``none``: it cites its passages (SciFact, 50 claims: citation precision 0.47 ->
+    0.72, markers written by the model 38% -> 96%; ``benchmarks/finetune_rag.py``).
+    """
     from plait.models import chat_model_from_spec
 
     kwargs: dict[str, Any] = {}
@@ -49,10 +56,20 @@ def make_model(args: argparse.Namespace) -> Any:
             kwargs["api_key"] = args.api_key
     elif args.base_url:
         raise SystemExit("--base-url only applies to --model openai:MODEL")
-    if getattr(args, "adapter", None):
+    adapter = getattr(args, "adapter", None)
+    if adapter is None and args.model.strip() == "local":
+        from plait.defaults import cite_adapter_path
+
+        adapter = cite_adapter_path()
+    if adapter == "none":
+        adapter = None
+    if adapter:
         if not args.model.startswith("local"):
             raise SystemExit("--adapter only applies to local models (--model local or local:PATH_OR_ID)")
-        kwargs["adapter"] = args.adapter
+        if not (Path(adapter).expanduser() / "adapter_config.json").is_file():
+            raise SystemExit(f"error: --adapter {adapter!r} is not a PEFT adapter folder (no adapter_config.json); "
+                             "pass a folder written by `plait tune`, or 'none'")
+        kwargs["adapter"] = adapter
     return chat_model_from_spec(args.model, **kwargs)
 
 

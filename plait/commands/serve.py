@@ -99,6 +99,10 @@ def rag_chain(collection: str, model_spec: str, store: str | None = None) -> Any
     if opened.count() == 0:
         raise SystemExit(f"error: the collection {collection!r} is empty; index files first with "
                          f"`plait ingest PATH --collection {collection}`")
+    if model_spec.strip() == "local":  # the bundled model answers with its citation adapter, as in `plait ask`
+        from plait.defaults import cite_adapter_path
+
+        model_spec = f"local+adapter:{cite_adapter_path()}"
     try:
         model = chat_model_from_spec(model_spec)
     except ValueError as e:

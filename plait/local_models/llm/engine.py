@@ -145,9 +145,13 @@ class Engine:
                           "file, or a hub id that is downloaded (or reachable when HF_HUB_OFFLINE is unset).") from e
         if self.adapter is not None:
             require("peft", "tune")
+            import warnings
+
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, self.adapter)
+            with warnings.catch_warnings():  # peft calls transformers APIs that warn of their own deprecation
+                warnings.simplefilter("ignore", FutureWarning)
+                model = PeftModel.from_pretrained(model, self.adapter)
         model = model.to(device).eval()
         self.device = model.device
         cfg = self.config = model.config
