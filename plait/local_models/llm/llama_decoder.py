@@ -349,6 +349,13 @@ class LlamaDecoder:
         self.pos = 0
 
     # --- decoding --------------------------------------------------------------------------------------
+    def _attention_dtype(self) -> Any:
+        """float32 on a CPU: torch's CPU attention kernel is ~6x faster on float32 than on bfloat16 for one
+        new token (16 vs 100 us a layer for SmolLM2), and the cache is small; else the weights' dtype."""
+        import torch
+
+        return torch.float32 if self.device.type == "cpu" else self.dtype
+
     def start(self, max_len: int) -> None:
         """Begin a new sequence of at most ``max_len`` tokens (allocates the KV cache)."""
         import torch
@@ -360,7 +367,7 @@ class LlamaDecoder:
             # per layer, keys and values side by side: (1, 2 * n_kv, max_len, head_dim), written by one copy;
             # plus views of the key and value halves, so a step slices them without re-deriving them
             shape = (len(self.layers), 2 * self.n_kv, max_len, self.head_dim)
-            cache = torch.empty(shape, dtype=self.dtype, device=self.device)
+            cache = torch.empty(shape, dtype=self._attention_dtype(), device=self.device)
             self.kv_cache = [(kv, kv[:, :self.n_kv], kv[:, self.n_kv:]) for kv in cache.split(1)]
         self.pos = 0
 
@@ -389,13 +396,13 @@ class LlamaDecoder:
                 self.layers, self.kv_cache, strict=False):
             # 3. attention: fused q/k/v projection and rope, new keys and values into the cache in one copy
             h = qkv_proj(_rms_norm(x, w_in, eps)).view(1, t, nh + 2 * nkv, hd).transpose(1, 2)
-            h = torch.addcmul(h * cos, h.roll(half, -1), sin)
+            h = torch.addcmul(h * cos, h.roll(half, -1), sin).to(keys.dtype)
             kv[:, :, start:end] = h[:, nh:]
             # each k/v head serves nh // nkv query heads. Batch 1 and 4-D tensors: torch's fused CPU
             # attention kernel (3-D inputs take the slow reference path).
             a = F.scaled_dot_product_attention(h[:, :nh], keys[:, :, :end], values[:, :, :end], attn_mask=mask,
                                                is_causal=causal, enable_gqa=nkv != nh)
-            x = x + o_proj(a.transpose(1, 2).reshape(t, nh * hd))
+            x = x + o_proj(a.transpose(1, 2).reshape(t, nh * hd).to(x.dtype))
             # 4. SwiGLU MLP: fused gate/up projection
             gate, up = gate_up_proj(_rms_norm(x, w_post, eps)).chunk(2, dim=-1)
             x = x + down_proj(F.silu(gate) * up)
