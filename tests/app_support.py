@@ -7,6 +7,8 @@ converts the bundled GGUF, ~20-40 s on 2 cores).
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,23 @@ def docs_store(embeddings):
     report = ingest([ROOT / "README.md", ROOT / "docs"], store=store, glob=["**/*.md"], progress=False)
     assert not report.skipped, report.summary()
     return store
+
+
+def wait_ready(url: str, proc: subprocess.Popen[str] | None = None, timeout: float = 600.0) -> dict:
+    """Poll a plait server's /ready until it has warmed up (loading models takes a while on a busy machine).
+
+    ``timeout`` only stops a test that would otherwise hang; it is no speed check.
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            r = httpx.get(url + "/ready")
+            if r.status_code == 200 or r.json().get("status") == "failed":
+                return r.json()
+        except httpx.TransportError:
+            pass
+        assert proc is None or proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "the server did not warm up"
+        time.sleep(0.2)

@@ -10,9 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
-import httpx
 import numpy as np
 import openai
 import pytest
@@ -20,6 +18,7 @@ import pytest
 from plait.commands import serve as serve_cmd
 from plait.serve import ServerThread
 from plait.serve.server import free_port
+from tests.app_support import wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -38,21 +37,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     serve_cmd.configure(parser)
     return parser.parse_args(argv)
-
-
-def wait_ready(url: str, proc: subprocess.Popen[str] | None = None, timeout: float = 600.0) -> dict:
-    """Poll /ready until the server has warmed up (loading models takes a while on a busy machine)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            r = httpx.get(url + "/ready")
-            if r.status_code == 200 or r.json().get("status") == "failed":
-                return r.json()
-        except httpx.TransportError:
-            pass
-        assert proc is None or proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        assert time.monotonic() < deadline, "the server did not warm up"
-        time.sleep(0.2)
 
 
 def decode_png(b64: str):

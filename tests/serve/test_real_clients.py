@@ -16,16 +16,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Literal
 
-import httpx
 import openai
 import pytest
 from pydantic import BaseModel
 
 from plait.serve.server import free_port
+from tests.app_support import wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -61,16 +60,7 @@ def base_url() -> Iterator[str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(url + "/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"plait serve --model local did not start: {proc.stderr.read() if proc.stderr else ''}")
-            time.sleep(0.2)
+        assert wait_ready(url, proc)["status"] != "failed", "plait serve --model local did not warm up"
         yield url + "/v1"
     finally:
         proc.terminate()
