@@ -216,7 +216,7 @@ def train(data: str | os.PathLike[str], model: str = "local", out: str | os.Path
     # 2. the base weights in float32 (bfloat16 autocast on CUDA), LoRA layers from the seed
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    base: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    base: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)  # type: ignore[arg-type]
     base = base.to(device)
     torch.manual_seed(config.seed)
     n_layers = base.config.num_hidden_layers
