@@ -199,7 +199,7 @@ def test_int4_decoder_keeps_the_adapter(tiny_base: Path, train_file: Path, tmp_p
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from plait.local_models.llm import llama_decoder
+    from plait.local_models.llm import llama_decoder, low_rank
     from plait.local_models.llm.transformers_chat import TransformersChatModel
 
     adapter = tmp_path / "adapter"
@@ -216,12 +216,12 @@ def test_int4_decoder_keeps_the_adapter(tiny_base: Path, train_file: Path, tmp_p
     with torch.no_grad():
         float_effect = peft(ids[None]).logits[0, -1] - base(ids[None]).logits[0, -1]
     packed = llama_decoder.LlamaDecoder(base, quantize="int4")
-    adapted = llama_decoder.LlamaDecoder(base, quantize="int4", lora=llama_decoder.low_rank_updates(peft))
+    adapted = llama_decoder.LlamaDecoder(base, quantize="int4", lora=low_rank.low_rank_updates(peft))
     int4_effect = logits(adapted) - logits(packed)
     cosine = torch.nn.functional.cosine_similarity(int4_effect, float_effect, dim=0)
     assert cosine > 0.98 and float(float_effect.abs().max()) > 1e-2, cosine
     adapted.save(tmp_path / "prepared.safetensors")
     assert torch.equal(logits(llama_decoder.LlamaDecoder.load(tmp_path / "prepared.safetensors")), logits(adapted))
     model = TransformersChatModel(tiny_base, adapter=adapter, quantize="int4").load()
-    assert isinstance(model._engine.decoder.layers[0][1], llama_decoder.LowRank)
+    assert isinstance(model._engine.decoder.layers[0][1], low_rank.LowRank)
     torch.testing.assert_close(logits(model._engine.decoder), logits(adapted), atol=1e-3, rtol=1e-3)

@@ -7,7 +7,7 @@ int4 decoder, renders the chat template, and decodes one request at a time under
 through the KV cache, then a token per step, with a grammar's forced tokens and mask
 (:mod:`~plait.local_models.llm.constrained`), the sampler, stop sequences and, when asked, each token's
 log-probabilities. A LoRA adapter (``plait tune``) runs beside an int4 base, or is merged into float
-weights (see :class:`~plait.local_models.llm.llama_decoder.LowRank`).
+weights (see :class:`~plait.local_models.llm.low_rank.LowRank`).
 """
 
 from __future__ import annotations
@@ -166,9 +166,11 @@ class Engine:
         lora = None
         if self.adapter is not None:
             # int4: the base weights packed as they are, the adapter's updates beside them (merging first
-            # would round most of the adapter away, see llama_decoder); otherwise merged in exactly
+            # would round most of the adapter away, see low_rank.py); otherwise merged in exactly
             if lean and self.quantized:
-                lora = llama_decoder.low_rank_updates(model)
+                from plait.local_models.llm.low_rank import low_rank_updates
+
+                lora = low_rank_updates(model)
                 model = model.unload()
             else:
                 model = model.merge_and_unload()

@@ -27,7 +27,7 @@ of an adapter, since the base weights sit exactly on the 4-bit grid and a small 
 to them (measured on SmolLM2 with a citation adapter: answer loss 0.98 base, 0.53 adapted in
 float32, 0.94 adapted after merging and re-packing). So with ``lora=`` the base weights are packed
 as they are and each projection adds its low-rank update, ``(x @ A.T) @ B.T`` with the fused
-projections' A stacked and B block-diagonal (:class:`LowRank`): a few small matmuls per layer.
+projections' A stacked and B block-diagonal (:class:`~plait.local_models.llm.low_rank.LowRank`): a few small matmuls per layer.
 
 Other architectures run through :class:`HFDecoder`, which wraps the transformers model with a
 ``DynamicCache``; both expose ``start(max_len)`` and ``step(ids) -> logits``.
@@ -38,6 +38,8 @@ from __future__ import annotations
 import json
 import os
 from typing import TYPE_CHECKING, Any
+
+from plait.local_models.llm.low_rank import LowRank, stacked
 
 if TYPE_CHECKING:
     import torch
@@ -165,57 +167,6 @@ class DenseLinear:
         return F.linear(x, self.weight, self.bias)
 
 
-class LowRank:
-    """``y = base(x) + (x @ A.T) @ B.T``: an adapter's update beside a (packed) projection, in float32."""
-
-    def __init__(self, base: Any, a: torch.Tensor, b: torch.Tensor) -> None:
-        self.base, self.a, self.b = base, a, b
-
-    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
-        return {**self.base.tensors(prefix), f"{prefix}.lora_a": self.a, f"{prefix}.lora_b": self.b}
-
-    @classmethod
-    def wrap(cls, base: Any, t: dict[str, torch.Tensor], prefix: str) -> Any:
-        """``base`` with the update stored under ``prefix`` in ``t``, if there is one."""
-        if f"{prefix}.lora_a" not in t:
-            return base
-        return cls(base, t[f"{prefix}.lora_a"], t[f"{prefix}.lora_b"])
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + ((x.float() @ self.a.T) @ self.b.T).to(x.dtype)
-
-
-def low_rank_updates(peft_model: Any) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """``{module name: (A, B * scaling)}`` of a peft LoRA model's layers (names as in the base model)."""
-    out = {}
-    for name, module in peft_model.named_modules():
-        if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
-            key = name.removeprefix("base_model.model.")
-            a = module.lora_A["default"].weight.detach().float()
-            b = module.lora_B["default"].weight.detach().float() * module.scaling["default"]
-            out[key] = (a, b)
-    return out
-
-
-def _stacked(updates: dict[str, tuple[torch.Tensor, torch.Tensor]], names: list[str],
-             sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """One (A, B) for a fused projection: the parts' A stacked, their B block-diagonal (zeros where a part has none)."""
-    import torch
-
-    parts = [(updates.get(n), size) for n, size in zip(names, sizes, strict=True)]
-    if all(u is None for u, _ in parts):
-        return None
-    a_blocks = [u[0] for u, _ in parts if u is not None]
-    b = torch.zeros(sum(sizes), sum(x.shape[0] for x in a_blocks))
-    row = col = 0
-    for u, size in parts:
-        if u is not None:
-            b[row:row + size, col:col + u[0].shape[0]] = u[1]
-            col += u[0].shape[0]
-        row += size
-    return torch.cat(a_blocks), b
-
-
 def can_quantize(config: Any) -> bool:
     """Whether ``quantize="int4"`` applies: the kernel exists and every input size is a multiple of 32."""
     sizes = [config.hidden_size, config.intermediate_size]
@@ -294,7 +245,7 @@ class LlamaDecoder:
                                          [mlp.gate_proj.weight.shape[0], mlp.up_proj.weight.shape[0]]),
                              "down": ([f"{m}.mlp.down_proj"], [mlp.down_proj.weight.shape[0]])}
                     for short, (names, sizes) in fused.items():
-                        if (ab := _stacked(lora, names, sizes)) is not None:
+                        if (ab := stacked(lora, names, sizes)) is not None:
                             t[f"{p}.{short}.lora_a"], t[f"{p}.{short}.lora_b"] = ab
         self._setup(self.spec, t)
 
