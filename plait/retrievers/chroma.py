@@ -42,6 +42,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +52,7 @@ from plait.defaults import require
 from plait.messages import Document
 from plait.retrievers.base import Filter, Hit, KeywordIndex, Retriever, document_id, to_chroma_where
 from plait.retrievers.bm25 import BM25Retriever
+from plait.retrievers.chroma_search import FilterPlan, nearest
 from plait.retrievers.chroma_sync import ChangeFeed, EmbeddedWatch, Gate, refresh_lexical
 from plait.retrievers.lexical import LexicalIndex
 
@@ -116,6 +118,8 @@ class ChromaStore:
         self._watch: EmbeddedWatch | None = None  # embedded: other processes' writes to Chroma
         self._feed: ChangeFeed | None = None  # server: the change log every client follows
         self._gate = Gate()  # embedded: reads in flight, waited for by a reopen
+        self.filter_plan = FilterPlan()  # when a filtered vector query over-fetches (chroma_search)
+        self.dense_plans: Counter[str] = Counter()  # how each vector query was asked
 
     def _persistent_path(self) -> Path:
         if self.path is None:
@@ -376,18 +380,13 @@ class ChromaStore:
         return sorted(self.collection.get(include=[])["ids"])
 
     def _query(self, vector: Any, k: int, filter: Filter | None, include: list[str]) -> dict[str, Any]:
-        """Chroma's nearest ``k``; a filter the lexical index answers exactly becomes the ids passing it
-        (an id-restricted query is several times faster than a ``where``: docs/scaling.md)."""
+        """Chroma's nearest ``k`` passing ``filter``: by a ``where``, by the passing ids or by
+        over-fetching (:mod:`plait.retrievers.chroma_search`, which says when each)."""
         self._reopen_if_stale()
-        ids = None
+        passing = None
         if filter and isinstance(self.bm25, LexicalIndex):
-            ids = self.lexical_index(follow=False).chunk_ids(filter)  # type: ignore[attr-defined]
-            if ids == []:
-                return {}
-        where = to_chroma_where(filter) if ids is None else None
-        res = self._read(lambda c: c.query(query_embeddings=[list(map(float, vector))], include=include, ids=ids,
-                                           n_results=k if ids is None else min(k, len(ids)), where=where))
-        return {key: value[0] for key, value in res.items() if isinstance(value, list) and value}
+            passing = self.lexical_index(follow=False).passing(filter)  # type: ignore[attr-defined]
+        return nearest(self._read, vector, k, filter, passing, include, self.filter_plan, self.dense_plans)
 
     def similarity_search_by_vector(self, vector: Any, k: int = 4, *,
                                     filter: Filter | None = None) -> list[Document]:

@@ -57,7 +57,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from plait.defaults import require
 from plait.messages import Document
@@ -79,7 +79,16 @@ from plait.retrievers.lexical_engine import (
 )
 from plait.retrievers.lexical_passages import Passages
 
-__all__ = ["LexicalIndex", "join_chunks", "partition"]
+__all__ = ["LexicalIndex", "Passing", "join_chunks", "partition"]
+
+
+class Passing(NamedTuple):
+    """The chunks passing a filter (:meth:`LexicalIndex.passing`): their ids as a list and as a set,
+    and how many chunks the index holds (so ``len(ids) / total`` is the filter's selectivity)."""
+
+    ids: list[str]
+    set: frozenset[str]
+    total: int
 
 
 class LexicalIndex:
@@ -110,7 +119,8 @@ class LexicalIndex:
         self._layout: Passages | None = None
         self._stamp: tuple[int, int, int] | None = None
         self._generation = 0  # bumped whenever the searcher moves to a new commit
-        self._ids_cache: dict[str, tuple[int, list[str]]] = {}  # filter -> (generation, chunk ids)
+        self._ids_cache: dict[str, tuple[int, Passing]] = {}  # filter -> (generation, its chunks)
+        self._total: tuple[int, int] | None = None  # (generation, chunks in the index)
 
     def __repr__(self) -> str:
         return f"LexicalIndex(path={str(self.path) if self.path else None!r}, window={self.window})"
@@ -255,17 +265,34 @@ class LexicalIndex:
 
     # --- reading -----------------------------------------------------------------------------------
     def count(self) -> int:
-        """How many chunks the index holds."""
+        """How many chunks the index holds (kept until the next commit)."""
+        with self._lock:
+            return self._chunks(self._searcher())
+
+    def _chunks(self, searcher: Any) -> int:
         import tantivy as T
 
-        with self._lock:
-            agg = self._searcher().aggregate(T.Query.all_query(), {"n": {"sum": {"field": "n"}}})
-            return int(agg["n"]["value"] or 0)
+        if self._total is None or self._total[0] != self._generation:
+            self._total = (self._generation, self._sum_n(searcher, T.Query.all_query()))
+        return self._total[1]
+
+    @staticmethod
+    def _sum_n(searcher: Any, query: Any) -> int:
+        """The chunks of the passages matching ``query`` (each passage's ``n`` summed)."""
+        if not searcher.num_docs:
+            return 0
+        return int(searcher.aggregate(query, {"n": {"sum": {"field": "n"}}})["n"]["value"] or 0)
 
     def chunk_ids(self, filter: Filter) -> list[str] | None:
-        """The ids of every chunk passing ``filter``, from the engine's indexes alone (no stored
-        passage is read; kept until the next commit, so a filter asked again costs nothing); None
-        when the engine cannot answer the filter exactly
+        """The ids of every chunk passing ``filter`` (see :meth:`passing`); None when the engine
+        cannot answer the filter exactly."""
+        found = self.passing(filter)
+        return None if found is None else found.ids
+
+    def passing(self, filter: Filter) -> Passing | None:
+        """Every chunk passing ``filter``, from the engine's indexes alone (no stored passage is
+        read), with the index's chunk count; kept until the next commit, so a filter asked again
+        costs nothing. None when the engine cannot answer the filter exactly
         (:func:`~plait.retrievers.lexical_engine.exact`: negations, per-chunk keys, string ranges)."""
         check_filter(filter)
         if not exact(filter):
@@ -280,15 +307,15 @@ class LexicalIndex:
             if where is None:
                 return None
             ids: list[str] = []
-            n = int(searcher.aggregate(where, {"n": {"sum": {"field": "n"}}})["n"]["value"] or 0) \
-                if searcher.num_docs else 0
+            n = self._sum_n(searcher, where)
             if n:  # the chunks of the matching passages, from the "chunk" fast field
                 agg = searcher.aggregate(where, {"c": {"terms": {"field": "chunk", "size": n}}})
                 ids = [b["key"] for b in agg["c"]["buckets"]]
+            found = Passing(ids, frozenset(ids), self._chunks(searcher))
             if len(self._ids_cache) >= 16:
                 self._ids_cache.clear()
-            self._ids_cache[key] = (self._generation, ids)
-            return ids
+            self._ids_cache[key] = (self._generation, found)
+            return found
 
     def ids(self) -> list[str]:
         """Every chunk id, sorted (reads the whole index)."""
