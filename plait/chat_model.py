@@ -80,6 +80,8 @@ class ChatModel(Runnable[Any, AssistantMessage]):
     can_stream: ClassVar[bool] = False
     supports_tools: bool = False
     supports_json_schema: bool = False
+    #: ``n`` replies to one prompt in one request (:meth:`generate`, :meth:`stream_choices`).
+    supports_n: bool = False
     model_name: str = "chat-model"
 
     def __init__(self, **options: Any) -> None:
@@ -203,6 +205,17 @@ class ChatModel(Runnable[Any, AssistantMessage]):
         async for chunk in iter_in_thread(lambda: self._stream(messages, options)):
             yield chunk
 
+    def _stream_n(self, messages: list[Message], options: dict[str, Any],
+                  n: int) -> Iterator[tuple[int, AssistantChunk]]:
+        """``(choice index, chunk)`` of ``n`` replies; backends with ``supports_n`` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _stream_n() (it sets supports_n)")
+
+    def _generate_n(self, messages: list[Message], options: dict[str, Any], n: int) -> list[AssistantMessage]:
+        totals = [AssistantChunk() for _ in range(n)]
+        for i, chunk in self._stream_n(messages, options, n):
+            totals[i] = totals[i] + chunk
+        return [t.to_message() for t in totals]
+
     # --- the Runnable side -----------------------------------------------------------------------
     def invoke(self, input: Any, **options: Any) -> AssistantMessage:
         messages, opts, prompted = self._prepare(to_messages(input), self._options(options))
@@ -224,3 +237,45 @@ class ChatModel(Runnable[Any, AssistantMessage]):
         chunks = self._astream(messages, opts)
         async for chunk in pt.astream_calls(chunks, prompted) if prompted else chunks:
             yield chunk
+
+    # --- several replies to one input (OpenAI's and LangChain's ``n``) ----------------------------
+    def generate(self, input: Any, *, n: int, **options: Any) -> list[AssistantMessage]:
+        """``n`` replies to one input, in one request where the backend can (``supports_n``).
+
+        Sampled replies (``temperature`` > 0) differ; how a ``seed`` is shared out between them is
+        the backend's (see its docs). ``n=1`` works with every model and is ``[invoke(input)]``.
+
+        Example: ``[m.content for m in model.generate("Name a color.", n=3, temperature=1.0)]``.
+        """
+        if n == 1:
+            return [self.invoke(input, **options)]
+        messages, opts = self._n_request(input, options, n)
+        return self._generate_n(messages, opts, n)
+
+    def stream_choices(self, input: Any, *, n: int, **options: Any) -> Iterator[tuple[int, AssistantChunk]]:
+        """``(choice index, chunk)`` pairs of ``n`` replies as they are made; each choice's chunks
+        add up to its reply, and each choice ends with its own chunk with a ``finish_reason``."""
+        if n == 1:
+            yield from ((0, c) for c in self.stream(input, **options))
+            return
+        messages, opts = self._n_request(input, options, n)
+        yield from self._stream_n(messages, opts, n)
+
+    async def astream_choices(self, input: Any, *, n: int,
+                              **options: Any) -> AsyncIterator[tuple[int, AssistantChunk]]:
+        """:meth:`stream_choices`, from async code (the sync stream runs in a worker thread)."""
+        async for pair in iter_in_thread(lambda: self.stream_choices(input, n=n, **options)):
+            yield pair
+
+    def _n_request(self, input: Any, options: dict[str, Any], n: int) -> tuple[list[Message], dict[str, Any]]:
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a whole number >= 1, got {n!r}")
+        if not self.supports_n:
+            raise ValueError(f"{type(self).__name__} gives one reply per request; n={n} needs a model with "
+                             "supports_n (the local model, or an OpenAI-compatible server). Call it n times "
+                             "instead (with different seeds).")
+        messages, opts, prompted = self._prepare(to_messages(input), self._options(options))
+        if prompted:
+            raise ValueError(f"n={n} with tools prompted by plait (supports_tools=False) is not supported; "
+                             "ask for one reply at a time.")
+        return messages, opts

@@ -8,6 +8,7 @@
   With ``logprobs=k`` it also records, for each choice, the log-probability of the chosen token
   and the ``k`` most likely ones (see :attr:`Sampler.last`); otherwise that costs nothing.
 - :class:`LogprobText` lines per-token log-probabilities up with the streamed text.
+- :class:`SequenceText` puts these together for one generated sequence (one per choice).
 - :class:`IncrementalDetokenizer` turns a growing list of token ids into text pieces, holding back
   a piece while it ends in an incomplete UTF-8 character (byte-level BPE splits multi-byte
   characters across tokens).
@@ -191,6 +192,54 @@ class LogprobText:
             self.tokens, n = [], len(self.pending)
         text, self.pending = self.pending[:n], self.pending[n:]
         return text, taken
+
+
+class SequenceText:
+    """One generated sequence on its way from token ids to text that may be emitted: incremental
+    detokenizing, stop sequences and, when its sampler records them, log-probabilities lined up
+    with the text (:class:`LogprobText`). A decode loop keeps one per sequence (``n`` choices)."""
+
+    def __init__(self, tokenizer: Any, stop: list[str] | None, sampler: Sampler) -> None:
+        self.tokenizer, self.sampler = tokenizer, sampler
+        self.detok, self.stops = IncrementalDetokenizer(tokenizer), StopMatcher(stop)
+        self.aligned = LogprobText() if sampler.logprobs is not None else None
+        self.produced = 0  # tokens generated so far (a final EOS included)
+
+    def take(self, token: int, sampled: bool) -> tuple[str, list[Any] | None]:
+        """A generated token's text as it may be emitted now (and, when asked for, its tokens)."""
+        self.produced += 1
+        piece = self.detok.add(token)
+        if self.aligned is None:
+            return self.stops.add(piece), None
+        # a token the grammar wrote (forced, or a completion to fit max_tokens) had no choice: logprob 0
+        logprob, top = self.sampler.last if sampled else (0.0, [(token, 0.0)] if self.sampler.logprobs else [])
+        self.aligned.add(piece, logprob, [(self.tokenizer.decode([t]), v) for t, v in top])
+        out = self.stops.add(piece)
+        text, tokens = self.aligned.emit(out, final=self.stops.stopped)  # at a stop sequence: the last tokens
+        return text, token_logprobs(tokens)
+
+    def end(self, finish: str) -> tuple[str, str, list[Any] | None]:
+        """At the end: the held-back text, the finish reason (``stop`` where that text ends in a stop
+        sequence) and the last tokens' logprobs (None unless asked for)."""
+        tail = ""
+        if not self.stops.stopped:
+            tail = self.stops.add(self.detok.flush())
+            finish = "stop" if self.stops.stopped else finish
+            tail += self.stops.flush()
+        logprobs = None
+        if self.aligned is not None:
+            tail, tokens = self.aligned.emit(tail, final=True)
+            logprobs = token_logprobs(tokens)
+        return tail, finish, logprobs
+
+
+def token_logprobs(tokens: list[Any]) -> list[Any]:
+    """:class:`~plait.messages.TokenLogprob` of ``[text, logprob, [(text, logprob), ...]]`` entries."""
+    from plait.messages import TokenLogprob, TopLogprob
+
+    return [TokenLogprob(token=text, logprob=logprob, bytes=list(text.encode()),
+                         top_logprobs=[TopLogprob(token=t, logprob=v, bytes=list(t.encode())) for t, v in top])
+            for text, logprob, top in tokens]
 
 
 class StopMatcher:

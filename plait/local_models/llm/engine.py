@@ -12,6 +12,7 @@ weights (see :class:`~plait.local_models.llm.low_rank.LowRank`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -78,11 +79,11 @@ class Engine:
             four_bit_source = is_4bit(folder)
             # A GGUF's prepared 4-bit decoder is cached next to its weights. The packing depends on
             # torch's version and the CPU's instruction set, so both are in the name, with the file
-            # format's version (v1) so a later plait never misreads an older file; an adapted model's
-            # file also holds the adapter's hash.
+            # format's version (v2: the logits' int8 weights as integers and scales) so a later plait
+            # never misreads an older file; an adapted model's file also holds the adapter's hash.
             cpu = torch.backends.cpu.get_cpu_capability()
             tag = f"-lora-{adapter_hash(self.adapter)}" if self.adapter else ""
-            packed = Path(folder) / f"plait-decoder-int4-v1-torch{torch.__version__}-{cpu}{tag}.safetensors"
+            packed = Path(folder) / f"plait-decoder-int4-v2-torch{torch.__version__}-{cpu}{tag}.safetensors"
         wants_int4 = self.quantize_arg == "int4" or (self.quantize_arg == "auto" and four_bit_source)
         if packed is not None and packed.is_file() and wants_int4 and device == "cpu":
             self._load_prepared(folder, packed)  # seconds faster: no transformers, no re-packing
@@ -200,13 +201,25 @@ class Engine:
 
         ``constraint``: a :class:`~plait.local_models.llm.constrained.Constraint` the answer must follow.
         """
+        with self._turn():
+            yield from self._decode(ids, budget, sampler, stop, constraint)
+
+    def generate_n(self, ids: list[int], budget: int, samplers: list[Any], stop: list[str] | None
+                   ) -> Iterator[tuple[int, str, str | None, Usage | None, list[Any] | None]]:
+        """``len(samplers)`` answers to one prompt in one batched decode: yields ``(choice, text,
+        finish_reason, usage, logprobs)`` as :meth:`generate` does, tagged with the choice's index."""
+        with self._turn():
+            yield from self._decode_n(ids, budget, samplers, stop)
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
         if self._owner == threading.get_ident():
             raise RuntimeError("This thread is already streaming from this model: finish (or close) "
                                "that stream before starting another request from the same thread.")
         with self.lock:  # one request at a time: callers queue here
             self._owner = threading.get_ident()
             try:
-                yield from self._decode(ids, budget, sampler, stop, constraint)
+                yield
             finally:
                 self._owner = None
 
@@ -214,31 +227,18 @@ class Engine:
                 constraint: Any) -> Iterator[tuple[str, str | None, Usage | None, list[Any] | None]]:
         import torch
 
-        from plait.local_models.llm.decoding import IncrementalDetokenizer, LogprobText, StopMatcher
+        from plait.local_models.llm.decoding import SequenceText
 
-        detok, stops = IncrementalDetokenizer(self.tokenizer), StopMatcher(stop)
-        aligned = LogprobText() if sampler.logprobs is not None else None
-
-        def take(token: int, sampled: bool) -> tuple[str, list[Any] | None]:
-            """A generated token's text as it may be emitted now (and, when asked for, its tokens)."""
-            piece = detok.add(token)
-            if aligned is None:
-                return stops.add(piece), None
-            # a token the grammar wrote (forced, or a completion to fit max_tokens) had no choice: logprob 0
-            logprob, top = sampler.last if sampled else (0.0, [(token, 0.0)] if sampler.logprobs else [])
-            aligned.add(piece, logprob, [(self.tokenizer.decode([t]), v) for t, v in top])
-            out = stops.add(piece)
-            text, tokens = aligned.emit(out, final=stops.stopped)  # at a stop sequence: the last tokens
-            return text, _token_logprobs(tokens)
-        finish, produced = "length", 0
+        out = SequenceText(self.tokenizer, stop, sampler)
+        take, stops = out.take, out.stops
+        finish = "length"
         self.decoder.start(len(ids) + budget)
         feed = list(ids)  # 1. the tokens to run through the model next: the whole prompt at first
         while True:
             # 2. tokens a grammar forces (a JSON key, a tool's name) are taken without sampling them,
             #    and go through the model together in the next step
-            forced = constraint.forced(budget - produced) if constraint and not stops.stopped else []
+            forced = constraint.forced(budget - out.produced) if constraint and not stops.stopped else []
             for token in forced:
-                produced += 1
                 feed.append(token)
                 text, logprobs = take(token, sampled=False)
                 if text or logprobs:
@@ -250,7 +250,7 @@ class Engine:
                 # it was completed early to fit max_tokens
                 finish = "length" if constraint and constraint.closed and not stops.stopped else "stop"
                 break
-            if produced >= budget:
+            if out.produced >= budget:
                 break
             # 3. the new tokens through the model, using the KV cache; logits of the last position,
             #    with the tokens a grammar does not allow next at -inf
@@ -261,37 +261,71 @@ class Engine:
             # 4. pick the next token; EOS ends the answer
             token = sampler(logits)
             if token in self.eos:
-                produced += 1
+                out.produced += 1
                 finish = "stop"
                 break
             # 5. a grammar takes it (or, near the end of the budget, a completion of the answer instead)
             chosen = token
-            feed = constraint.advance(token, budget - produced) if constraint is not None else [token]
+            feed = constraint.advance(token, budget - out.produced) if constraint is not None else [token]
             # 6. its text (held back while a character or a possible stop sequence is incomplete)
             for i, token in enumerate(feed):
-                produced += 1
                 text, logprobs = take(token, sampled=i == 0 and token == chosen)
                 if text or logprobs:
                     yield text, None, None, logprobs
                 if stops.stopped:
                     break
-        tail = ""
-        if not stops.stopped:
-            tail = stops.add(detok.flush())
-            finish = "stop" if stops.stopped else finish
-            tail += stops.flush()
-        logprobs = None
-        if aligned is not None:
-            tail, tokens = aligned.emit(tail, final=True)
-            logprobs = _token_logprobs(tokens)
-        usage = Usage(prompt_tokens=len(ids), completion_tokens=produced, total_tokens=len(ids) + produced)
-        yield tail, finish, usage, logprobs
+        tail, finish, logprobs = out.end(finish)
+        yield tail, finish, self._usage(ids, out.produced), logprobs
 
+    def _decode_n(self, ids: list[int], budget: int, samplers: list[Any], stop: list[str] | None
+                  ) -> Iterator[tuple[int, str, str | None, Usage | None, list[Any] | None]]:
+        """``n`` sequences from one prompt, a row each in a batch (no grammar: see transformers_chat)."""
+        import torch
 
-def _token_logprobs(tokens: list[Any]) -> list[Any]:
-    """:class:`~plait.messages.TokenLogprob` of ``[text, logprob, [(text, logprob), ...]]`` entries."""
-    from plait.messages import TokenLogprob, TopLogprob
+        from plait.local_models.llm.decoding import SequenceText
 
-    return [TokenLogprob(token=text, logprob=logprob, bytes=list(text.encode()),
-                         top_logprobs=[TopLogprob(token=t, logprob=v, bytes=list(t.encode())) for t, v in top])
-            for text, logprob, top in tokens]
+        outs = [SequenceText(self.tokenizer, stop, s) for s in samplers]
+        live = list(range(len(outs)))  # the choice each row of the batch decodes
+        # 1. the prompt through the model once, then its KV cache copied into one row per choice
+        self.decoder.start(len(ids) + budget)
+        with torch.inference_mode():
+            logits = self.decoder.step(torch.tensor(ids, device=self.device)).expand(len(live), -1)
+        self.decoder.fork(len(live))
+        while True:
+            feed, ended = [], []
+            for row, i in enumerate(live):
+                out = outs[i]
+                # 2. each sequence picks its next token from its row, with its own sampler (and seed)
+                token = out.sampler(logits[row])
+                finish = None
+                if token in self.eos:
+                    out.produced += 1
+                    finish = "stop"
+                else:
+                    # 3. its text (held back while a character or a possible stop sequence is incomplete)
+                    text, logprobs = out.take(token, sampled=True)
+                    if text or logprobs:
+                        yield i, text, None, None, logprobs
+                    if out.stops.stopped:
+                        finish = "stop"
+                    elif out.produced >= budget:
+                        finish = "length"
+                # 4. a finished sequence reports its end (its own finish reason and usage) and leaves the batch
+                if finish is None:
+                    feed.append(token)
+                    continue
+                ended.append(i)
+                tail, finish, logprobs = out.end(finish)
+                yield i, tail, finish, self._usage(ids, out.produced), logprobs
+            if not feed:
+                return
+            if ended:
+                self.decoder.keep([row for row, i in enumerate(live) if i not in ended])
+                live = [i for i in live if i not in ended]
+            # 5. the live sequences' new tokens through the model together: a (rows, 1) batch
+            with torch.inference_mode():
+                logits = self.decoder.step(torch.tensor(feed, device=self.device)[:, None])
+
+    @staticmethod
+    def _usage(ids: list[int], produced: int) -> Usage:
+        return Usage(prompt_tokens=len(ids), completion_tokens=produced, total_tokens=len(ids) + produced)

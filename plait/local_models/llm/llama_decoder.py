@@ -30,7 +30,9 @@ as they are and each projection adds its low-rank update, ``(x @ A.T) @ B.T`` wi
 projections' A stacked and B block-diagonal (:class:`~plait.local_models.llm.low_rank.LowRank`): a few small matmuls per layer.
 
 Other architectures run through :class:`HFDecoder`, which wraps the transformers model with a
-``DynamicCache``; both expose ``start(max_len)`` and ``step(ids) -> logits``.
+``DynamicCache``; both expose ``start(max_len)``, ``step(ids) -> logits``, and for ``n`` choices of one
+prompt ``fork(rows)`` (after the prompt, one cache row per sequence; ``step`` then takes ``(rows, t)``
+ids) and ``keep(rows)`` (drop finished sequences' rows).
 """
 
 from __future__ import annotations
@@ -296,7 +298,9 @@ class LlamaDecoder:
                         torch.cat([t[f"layers.{i}.post_norm"]] * 2), proj(f"layers.{i}.gate_up"),
                         proj(f"layers.{i}.down"))
                        for i in range(spec["n_layers"])]
-        self.kv_cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        # the KV cache of one sequence (kept between requests), and the one in use (one, or forked rows)
+        self._one: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.kv_cache = self._one
         self.pos = 0
 
     # --- decoding --------------------------------------------------------------------------------------
@@ -314,20 +318,43 @@ class LlamaDecoder:
         if max_len > self._cos.shape[0]:
             raise ValueError(f"A sequence of {max_len} tokens is longer than this model's "
                              f"{self._cos.shape[0]} positions (max_position_embeddings).")
-        if not self.kv_cache or self.kv_cache[0][0].shape[2] < max_len:
+        if not self._one or self._one[0][0].shape[2] < max_len:
             # per layer, keys and values side by side: (1, 2 * n_kv, max_len, head_dim), written by one copy;
             # plus views of the key and value halves, so a step slices them without re-deriving them
             shape = (len(self.layers), 2 * self.n_kv, max_len, self.head_dim)
             cache = torch.empty(shape, dtype=self._attention_dtype(), device=self.device)
-            self.kv_cache = [(kv, kv[:, :self.n_kv], kv[:, self.n_kv:]) for kv in cache.split(1)]
-        self.pos = 0
+            self._one = [(kv, kv[:, :self.n_kv], kv[:, self.n_kv:]) for kv in cache.split(1)]
+        self.kv_cache, self.pos, self.max_len = self._one, 0, max_len
+
+    def fork(self, rows: int) -> None:
+        """Go on as ``rows`` sequences from here (``n`` choices of one prompt): the cache so far is
+        copied into each row, and :meth:`step` then takes ids of shape ``(rows, t)``."""
+        import torch
+
+        one, pos = self._one, self.pos
+        shape = (len(self.layers), rows, 2 * self.n_kv, self.max_len, self.head_dim)
+        cache = torch.empty(shape, dtype=one[0][0].dtype, device=self.device)
+        for kv, (kv1, _, _) in zip(cache, one, strict=True):
+            kv[:, :, :pos] = kv1[:, :, :pos]  # broadcast over the rows
+        self.kv_cache = [(kv, kv[:, :self.n_kv], kv[:, self.n_kv:]) for kv in cache]
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep only these rows (ascending) of a forked cache, moved to the front: finished sequences
+        stop costing anything, and later steps take ``len(rows)`` rows."""
+        for j, r in enumerate(rows):
+            if j != r:  # r > j, and rows after r are still in place
+                for kv, _, _ in self.kv_cache:
+                    kv[j, :, :self.pos] = kv[r, :, :self.pos]
+        b = len(rows)
+        self.kv_cache = [(kv[:b], kv[:b, :self.n_kv], kv[:b, self.n_kv:]) for kv, _, _ in self.kv_cache]
 
     def step(self, ids: torch.Tensor) -> torch.Tensor:
-        """Feed token ids (1-D) at the current position; returns the logits of the last one (float32)."""
+        """Feed token ids at the current position, shape ``(t,)``, or ``(rows, t)`` after :meth:`fork`;
+        returns the logits of the last position (float32), shape ``(vocab,)`` or ``(rows, vocab)``."""
         import torch
         import torch.nn.functional as F
 
-        t = ids.shape[0]
+        b, t = (1, ids.shape[0]) if ids.dim() == 1 else ids.shape
         start, end = self.pos, self.pos + t
         nh, nkv, hd, eps = self.n_heads, self.n_kv, self.head_dim, self.eps
         # 1. rotary tables for these positions, for all q/k/v heads at once: (1, heads, t, hd); the value
@@ -336,8 +363,8 @@ class LlamaDecoder:
         cos = torch.cat([cos.expand(nh + nkv, t, hd), torch.ones_like(cos).expand(nkv, t, hd)])[None]
         sin = torch.cat([sin.expand(nh + nkv, t, hd), torch.zeros_like(sin).expand(nkv, t, hd)])[None]
         half = hd // 2
-        # 2. token embeddings
-        x = F.embedding(ids, self.embed)
+        # 2. token embeddings, one row per token: (b * t, d)
+        x = F.embedding(ids, self.embed).view(b * t, -1)
         causal = t > 1
         mask = None
         if causal and start > 0:  # continuing a sequence with several tokens: explicit offset mask
@@ -346,20 +373,22 @@ class LlamaDecoder:
         for (w_in, qkv_proj, o_proj, w_post, gate_up_proj, down_proj), (kv, keys, values) in zip(
                 self.layers, self.kv_cache, strict=False):
             # 3. attention: fused q/k/v projection and rope, new keys and values into the cache in one copy
-            h = qkv_proj(_rms_norm(x, w_in, eps)).view(1, t, nh + 2 * nkv, hd).transpose(1, 2)
+            h = qkv_proj(_rms_norm(x, w_in, eps)).view(b, t, nh + 2 * nkv, hd).transpose(1, 2)
             h = torch.addcmul(h * cos, h.roll(half, -1), sin).to(keys.dtype)
             kv[:, :, start:end] = h[:, nh:]
-            # each k/v head serves nh // nkv query heads. Batch 1 and 4-D tensors: torch's fused CPU
-            # attention kernel (3-D inputs take the slow reference path).
+            # each k/v head serves nh // nkv query heads. 4-D tensors (rows, heads, t, hd): torch's fused
+            # CPU attention kernel (3-D inputs take the slow reference path).
             a = F.scaled_dot_product_attention(h[:, :nh], keys[:, :, :end], values[:, :, :end], attn_mask=mask,
                                                is_causal=causal, enable_gqa=nkv != nh)
-            x = x + o_proj(a.transpose(1, 2).reshape(t, nh * hd).to(x.dtype))
+            x = x + o_proj(a.transpose(1, 2).reshape(b * t, nh * hd).to(x.dtype))
             # 4. SwiGLU MLP: fused gate/up projection
             gate, up = gate_up_proj(_rms_norm(x, w_post, eps)).chunk(2, dim=-1)
             x = x + down_proj(F.silu(gate) * up)
         self.pos = end
-        # 5. final norm and logits for the last position only
-        return self.lm_head(_rms_norm(x[-1:], self.norm2, eps))[0].float()
+        # 5. final norm and logits for the last position (of each row) only
+        if ids.dim() == 1:
+            return self.lm_head(_rms_norm(x[-1:], self.norm2, eps))[0].float()
+        return self.lm_head(_rms_norm(x.view(b, t, -1)[:, -1], self.norm2, eps)).float()
 
 
 def _aligned(t: torch.Tensor) -> torch.Tensor:
@@ -400,12 +429,22 @@ class HFDecoder:
         self.cache = DynamicCache(config=self.model.config)
         self.pos = 0
 
+    def fork(self, rows: int) -> None:
+        self.cache.batch_repeat_interleave(rows)
+
+    def keep(self, rows: list[int]) -> None:
+        import torch
+
+        self.cache.batch_select_indices(torch.tensor(rows, device=self.device))
+
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         import torch
 
-        t = ids.shape[0]
-        positions = torch.arange(self.pos, self.pos + t, device=self.device)[None]
-        out = self.model(input_ids=ids[None], use_cache=True, position_ids=positions, logits_to_keep=1,
+        batch = ids if ids.dim() == 2 else ids[None]
+        t = batch.shape[1]
+        positions = torch.arange(self.pos, self.pos + t, device=self.device)[None].expand(batch.shape[0], t)
+        out = self.model(input_ids=batch, use_cache=True, position_ids=positions, logits_to_keep=1,
                          **{self.cache_arg: self.cache})  # the cache object fills up in place
         self.pos += t
-        return out.logits[0, -1].float()
+        logits = out.logits[:, -1].float()
+        return logits if ids.dim() == 2 else logits[0]

@@ -44,6 +44,8 @@ class LlamaCppChatModel(TransformersChatModel):
         context_window, truncation, **options: as :class:`TransformersChatModel`.
     """
 
+    supports_n = False  # the llama.cpp context here decodes one sequence
+
     def __init__(self, model: str | os.PathLike[str] | None = None, *, n_threads: int | None = None,
                  n_gpu_layers: int = 0, **kwargs: Any) -> None:
         path = os.fspath(model) if model is not None else smollm2_gguf_path()

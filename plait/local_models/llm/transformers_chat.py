@@ -33,6 +33,15 @@ it is and the adapter's low-rank updates run beside it (merging would round most
 see :mod:`~plait.local_models.llm.llama_decoder`). A GGUF's prepared decoder for an adapted model is
 cached under a name that holds the adapter's hash (a retrained adapter gets a fresh file).
 
+Several choices: ``model.generate(input, n=3)`` (a list of messages) and ``model.stream_choices(input,
+n=3)`` (``(index, chunk)`` pairs) run one batched decode: the prompt goes through the model once, its
+KV cache is copied into a row per choice, and each step feeds one token per unfinished choice. Each
+choice has its own sampler, stop sequences, finish reason, logprobs and usage (the prompt counted in
+each). With ``seed=s``, choice ``i`` samples from the random stream of an ``n=1`` call with seed
+``s + i``, so it gives that call's text wherever the batched logits equal the one-row ones (on the
+int4 CPU kernels they were bit for bit here; torch does not promise it). Greedy choices are equal to
+each other. Not with a grammar (tools, ``response_format``, ``guided_*``): a ValueError.
+
 Requests are served one at a time (a lock around the decode loop), so concurrent callers queue
 and never share a KV cache. Weights load on first use, on CUDA when present, else on the CPU.
 
@@ -109,6 +118,7 @@ class TransformersChatModel(ChatModel):
     # Tools and JSON schemas are enforced by a grammar while decoding (see constrained.py).
     supports_tools = True
     supports_json_schema = True
+    supports_n = True  # n choices of one prompt in one batched decode (generate / stream_choices)
     io_bound = True  # the decode loop runs in torch, outside the GIL much of the time
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, device: str = "auto",
@@ -194,34 +204,53 @@ class TransformersChatModel(ChatModel):
         # tool / JSON instructions into the prompt, and the grammar the answer must follow
         messages, plan = constrained.plan(messages, options)
         constraint = constrained.grammars(engine).constraint(plan) if plan.grammar else None
+        ids, budget = self._prompt(engine, messages, options)
+        sampler = self._sampler(engine, options, options.get("seed"))
+        choice = _Choice(replies.ReplyStream(plan.tools), self.model_name, f"local-{uuid.uuid4().hex[:12]}")
+        for piece, finish, usage, logprobs in engine.generate(ids, budget, sampler, options.get("stop"), constraint):
+            yield from choice.chunks(piece, finish, usage, logprobs)
+
+    def _stream_n(self, messages: list[Message], options: dict[str, Any],
+                  n: int) -> Iterator[tuple[int, AssistantChunk]]:
+        """``n`` replies in one batched decode (see the module docstring for seeds and precision)."""
+        from plait.local_models.llm import constrained, replies
+
+        engine = self._engine.load()
+        messages, plan = constrained.plan(messages, options)
+        if plan.grammar:
+            raise ValueError(f"n={n} with tools, response_format, guided_regex or guided_choice is not supported "
+                             "by local models: a grammar writes several tokens in one step, so the choices "
+                             "would not advance together. Ask for one choice at a time (n=1).")
+        if not hasattr(engine.decoder, "fork"):
+            raise ValueError(f"{type(self).__name__}'s decoder cannot batch sequences; ask for n=1.")
+        ids, budget = self._prompt(engine, messages, options)
+        seed = options.get("seed")
+        samplers = [self._sampler(engine, options, None if seed is None else seed + i) for i in range(n)]
+        request_id = f"local-{uuid.uuid4().hex[:12]}"
+        choices = [_Choice(replies.ReplyStream(None), self.model_name, request_id) for _ in range(n)]
+        for i, piece, finish, usage, logprobs in engine.generate_n(ids, budget, samplers, options.get("stop")):
+            yield from ((i, c) for c in choices[i].chunks(piece, finish, usage, logprobs))
+
+    def _prompt(self, engine: Engine, messages: list[Message], options: dict[str, Any]) -> tuple[list[int], int]:
+        """The prompt's token ids and the token budget of the answer (``max_tokens``, within the window)."""
         ids = self._prompt_ids(engine, messages)
         window = self._context_window or engine.window
         max_tokens = options.get("max_tokens")
         if max_tokens is not None and max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-        budget = min(max_tokens or DEFAULT_MAX_TOKENS, window - len(ids))
+        return ids, min(max_tokens or DEFAULT_MAX_TOKENS, window - len(ids))
+
+    @staticmethod
+    def _sampler(engine: Engine, options: dict[str, Any], seed: int | None) -> Any:
         from plait.local_models.llm.decoding import Sampler
 
         top_logprobs = options.get("top_logprobs")
         if top_logprobs is not None and not (options.get("logprobs") and 0 <= top_logprobs <= 20):
             raise ValueError(f"top_logprobs={top_logprobs} needs logprobs=True and a value from 0 to 20")
-
-        sampler = Sampler(options.get("temperature"), options.get("top_p"), options.get("top_k"),
-                          options.get("seed"), device=engine.device,
-                          frequency_penalty=options.get("frequency_penalty"),
-                          presence_penalty=options.get("presence_penalty"),
-                          logprobs=(top_logprobs or 0) if options.get("logprobs") else None)
-        request_id = f"local-{uuid.uuid4().hex[:12]}"
-        reply = replies.ReplyStream(plan.tools)
-        first = True
-        for piece, finish, usage, logprobs in engine.generate(ids, budget, sampler, options.get("stop"), constraint):
-            chunks = reply.feed(piece, logprobs)
-            if finish is not None:
-                chunks.append(reply.end(finish, usage))
-            for chunk in chunks or ([AssistantChunk()] if first else []):
-                yield chunk.model_copy(update={"model": self.model_name if first or chunk.finish_reason else None,
-                                               "id": request_id if first else None})
-                first = False
+        return Sampler(options.get("temperature"), options.get("top_p"), options.get("top_k"), seed,
+                       device=engine.device, frequency_penalty=options.get("frequency_penalty"),
+                       presence_penalty=options.get("presence_penalty"),
+                       logprobs=(top_logprobs or 0) if options.get("logprobs") else None)
 
     def _prompt_ids(self, engine: Engine, messages: list[Message]) -> list[int]:
         """Render the chat template; apply the context policy."""
@@ -238,3 +267,22 @@ class TransformersChatModel(ChatModel):
                     "tokens (and at least one token must be left to answer). Shorten the input, or build the "
                     "model with truncation='drop_oldest' to drop the oldest messages.")
             del messages[droppable[0]]
+
+
+class _Choice:
+    """One reply's chunks: the decoded pieces through its :class:`~plait.local_models.llm.replies.ReplyStream`;
+    the first chunk carries the model name and request id (an empty one if it has no text)."""
+
+    def __init__(self, reply: Any, model_name: str, request_id: str) -> None:
+        self.reply, self.model_name, self.request_id, self.first = reply, model_name, request_id, True
+
+    def chunks(self, piece: str, finish: str | None, usage: Any, logprobs: Any) -> list[AssistantChunk]:
+        chunks = self.reply.feed(piece, logprobs)
+        if finish is not None:
+            chunks.append(self.reply.end(finish, usage))
+        out = []
+        for chunk in chunks or ([AssistantChunk()] if self.first else []):
+            out.append(chunk.model_copy(update={"model": self.model_name if self.first or chunk.finish_reason else None,
+                                                "id": self.request_id if self.first else None}))
+            self.first = False
+        return out
