@@ -5,7 +5,7 @@ every tensor on each load (~20 s for SmolLM2-135M on 2 cores). Here the dequanti
 config and the tokenizer are saved once as safetensors under
 ``plait.defaults.data_dir()/models/gguf/<name>-<sha256 prefix>/``, so later loads are a plain
 ``from_pretrained(folder)`` that memory-maps the weights. The chat model also keeps its prepared
-4-bit decoder in that folder (``plait-decoder-int4-v1-torch<version>-<cpu>.safetensors``, see
+4-bit decoder in that folder (``plait-decoder-int4-v2-torch<version>-<cpu>.safetensors``, see
 :meth:`plait.local_models.llm.llama_decoder.LlamaDecoder.save`), which loads without transformers.
 
 The key is the SHA-256 of the GGUF file, so a changed file gets a fresh folder. Hashes are

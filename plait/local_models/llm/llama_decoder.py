@@ -11,7 +11,9 @@ transformers' on random Llama, Mistral and Qwen2 configs.
 Weights: by default the projections run in the model's dtype. With ``quantize="int4"`` (CPU only)
 they are packed as 4-bit integers in groups of 32 with a scale and zero point per group, and run
 through torch's int4 weight-only kernel in bfloat16; the output projection (``lm_head``) becomes
-8-bit integers in groups of 32 (GGUF's Q8_0 layout, also exact for a Q8_0 source). Re-packing a GGUF Q4_1 model this way is exact: Q4_1 also stores 4-bit
+8-bit integers in groups of 32 (GGUF's Q8_0 layout, also exact for a Q8_0 source), run by a small
+compiled int8 kernel where it builds (:mod:`~plait.local_models.llm.q8_kernel`; the layers are in
+:mod:`~plait.local_models.llm.linear`). Re-packing a GGUF Q4_1 model this way is exact: Q4_1 also stores 4-bit
 values in groups of 32 with a scale and a minimum, and each group's minimum and maximum are among
 its values, so they give back the same scale, minimum and integers. For other sources it is a
 lossy compression, like llama.cpp's Q4_1.
@@ -41,6 +43,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+from plait.local_models.llm.linear import GROUP, DenseLinear, Int4Linear, Int8Linear, int4_available
 from plait.local_models.llm.low_rank import LowRank, stacked
 
 if TYPE_CHECKING:
@@ -60,113 +63,6 @@ def supports(config: Any) -> bool:
         return False
     # Sliding-window attention (Mistral, some Qwen2) is only equal to full attention within the window.
     return not (getattr(config, "use_sliding_window", True) and getattr(config, "sliding_window", None))
-
-
-GROUP = 32
-
-
-def int4_available() -> bool:
-    import torch
-
-    return hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu") and hasattr(torch.ops.aten, "_convert_weight_to_int4pack_for_cpu")
-
-
-class Int4Linear:
-    """``y = x @ W.T`` with W packed as 4-bit integers (groups of 32 along the input, scale + zero each)."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
-        import torch
-
-        self.bias = None if bias is None else bias.detach().to(torch.bfloat16)
-        n, k = weight.shape
-        groups = weight.detach().float().reshape(n, k // GROUP, GROUP)
-        low, high = groups.amin(-1), groups.amax(-1)
-        scale = ((high - low) / 15).clamp(min=1e-10)
-        q = ((groups - low[..., None]) / scale[..., None]).round().clamp(0, 15).to(torch.int32).reshape(n, k)
-        # torch's kernel computes (q - 8) * scale + zero, so zero is the group's minimum plus 8 steps.
-        self.packed, self.scale_zero = self.pack(q, scale, low + 8 * scale)
-
-    @staticmethod
-    def pack(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pack integers 0..15 of shape (n, k) with per-group (n, k/32) scales and zeros for the kernel."""
-        import torch
-
-        scale_zero = torch.stack([scale, zero], -1).transpose(0, 1).contiguous().to(torch.bfloat16)
-        return torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1), scale_zero
-
-    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
-        out = {f"{prefix}.packed": self.packed, f"{prefix}.scale_zero": self.scale_zero}
-        return out if self.bias is None else {**out, f"{prefix}.bias": self.bias}
-
-    @classmethod
-    def from_tensors(cls, t: dict[str, torch.Tensor], prefix: str) -> Int4Linear:
-        self = cls.__new__(cls)
-        self.packed, self.scale_zero = t[f"{prefix}.packed"], t[f"{prefix}.scale_zero"]
-        self.bias = t.get(f"{prefix}.bias")
-        return self
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        import torch
-
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, GROUP, self.scale_zero)
-        return y if self.bias is None else y + self.bias
-
-
-class Int8Linear:
-    """``y = x @ W.T`` with W as 8-bit integers in groups of 32 (one scale each), like GGUF's Q8_0.
-
-    torch has no grouped int8 kernel, so each 8-bit value ``q`` is split as ``16 * high + low`` with
-    ``low`` in 0..15 and ``high`` in -8..7, and the product is two int4 matmuls that add up exactly.
-    """
-
-    def __init__(self, weight: torch.Tensor) -> None:
-        import torch
-
-        n, k = weight.shape
-        groups = weight.detach().float().reshape(n, k // GROUP, GROUP)
-        scale = (groups.abs().amax(-1) / 127).clamp(min=1e-10).to(torch.bfloat16).float()
-        q = (groups / scale[..., None]).round().clamp(-127, 127).to(torch.int32).reshape(n, k)
-        low, high = q & 15, (q >> 4) + 8  # q = 16 * (high - 8) + low
-        # (high - 8) * 16s + 0  and  (low - 8) * s + 8s
-        self.high = Int4Linear.pack(high, 16 * scale, torch.zeros_like(scale))
-        self.low = Int4Linear.pack(low, scale, 8 * scale)
-
-    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
-        return {f"{prefix}.high.packed": self.high[0], f"{prefix}.high.scale_zero": self.high[1],
-                f"{prefix}.low.packed": self.low[0], f"{prefix}.low.scale_zero": self.low[1]}
-
-    @classmethod
-    def from_tensors(cls, t: dict[str, torch.Tensor], prefix: str) -> Int8Linear:
-        self = cls.__new__(cls)
-        self.high = t[f"{prefix}.high.packed"], t[f"{prefix}.high.scale_zero"]
-        self.low = t[f"{prefix}.low.packed"], t[f"{prefix}.low.scale_zero"]
-        return self
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        import torch
-
-        mm = torch.ops.aten._weight_int4pack_mm_for_cpu
-        return mm(x, self.high[0], GROUP, self.high[1]) + mm(x, self.low[0], GROUP, self.low[1])
-
-
-class DenseLinear:
-    """``y = x @ W.T + b`` in the model's dtype."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
-        self.weight, self.bias = weight, bias
-
-    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
-        out = {f"{prefix}.weight": self.weight}
-        return out if self.bias is None else {**out, f"{prefix}.bias": self.bias}
-
-    @classmethod
-    def from_tensors(cls, t: dict[str, torch.Tensor], prefix: str) -> DenseLinear:
-        return cls(t[f"{prefix}.weight"], t.get(f"{prefix}.bias"))
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        import torch.nn.functional as F
-
-        return F.linear(x, self.weight, self.bias)
 
 
 def can_quantize(config: Any) -> bool:

@@ -195,7 +195,7 @@ def test_gguf_cache_makes_the_second_load_fast(smollm2: TransformersChatModel) -
     assert is_cached(gguf) and folder.parent == data_dir() / "models" / "gguf"
     assert file_sha256(gguf)[:16] in folder.name
     assert (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
-    prepared = list(folder.glob("plait-decoder-int4-v1-torch*.safetensors"))
+    prepared = list(folder.glob("plait-decoder-int4-v2-torch*.safetensors"))
     assert len(prepared) == 1, "the first load should cache the prepared int4 decoder next to the weights"
     fresh = TransformersChatModel().load()  # a new engine: reads the prepared decoder
     assert fresh._engine.quantized and isinstance(fresh._engine.tokenizer, ChatTokenizer)
