@@ -106,6 +106,10 @@ class OpenAIChatModel(ChatModel):
     can_stream = True
     supports_tools = True
     supports_json_schema = True
+    #: ``generate(input, n=k)`` / ``stream_choices`` send ``n`` to the server; a server that sends back
+    #: fewer choices (Ollama ignores ``n``) is an error. Usage, which the server counts for all choices
+    #: together, rides on choice 0.
+    supports_n = True
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  organization: str | None = None, timeout: float = 60.0, max_retries: int = 3,
@@ -149,10 +153,13 @@ class OpenAIChatModel(ChatModel):
                 req["stream_options"] = {"include_usage": True}
         return req
 
-    def _message(self, resp: Any) -> AssistantMessage:
+    def _message(self, resp: Any, index: int = 0) -> AssistantMessage:
         if not getattr(resp, "choices", None):
             raise RemoteModelError(f"{self.settings.base_url} sent a chat reply without choices: {resp!r:.300}")
-        choice = resp.choices[0]
+        choice = next((c for c in resp.choices if c.index == index), None) if index else resp.choices[0]
+        if choice is None:
+            raise RemoteModelError(f"{self.settings.base_url} sent {len(resp.choices)} choice(s) for a request with "
+                                   f"n={index + 1} or more: the server does not support 'n'; ask for one at a time")
         calls = []
         for tc in choice.message.tool_calls or []:
             raw = tc.function.arguments or ""
@@ -162,15 +169,16 @@ class OpenAIChatModel(ChatModel):
                 raise ValueError(f"Tool call {tc.function.name!r} from {self.model_name} has arguments that are "
                                  f"not valid JSON: {raw!r}") from e
             calls.append(ToolCall(id=tc.id, name=tc.function.name, arguments=args))
-        return AssistantMessage(content=choice.message.content or "", tool_calls=calls, usage=_usage(resp.usage),
+        return AssistantMessage(content=choice.message.content or "", tool_calls=calls,
+                                usage=_usage(resp.usage) if index == 0 else None,
                                 finish_reason=choice.finish_reason, model=resp.model, id=resp.id,
                                 logprobs=_logprobs(choice))
 
-    def _chunk(self, raw: Any, first: bool) -> AssistantChunk:
+    def _chunk(self, raw: Any, first: bool, choice: Any = None) -> AssistantChunk:
         chunk = AssistantChunk(usage=_usage(getattr(raw, "usage", None)),
                                model=raw.model if first else None, id=raw.id if first else None)
-        if raw.choices:
-            choice = raw.choices[0]
+        choice = choice if choice is not None else (raw.choices[0] if raw.choices else None)
+        if choice is not None:
             delta = choice.delta
             chunk.content = (delta.content or "") if delta else ""
             chunk.finish_reason = choice.finish_reason
@@ -212,6 +220,18 @@ class OpenAIChatModel(ChatModel):
         with stream, got.reading():
             yield from map(got.chunk, stream)
 
+    def _generate_n(self, messages: list[Message], options: dict[str, Any], n: int) -> list[AssistantMessage]:
+        resp = self._create({**self._request(messages, options, stream=False), "n": n})
+        return [self._message(resp, i) for i in range(n)]
+
+    def _stream_n(self, messages: list[Message], options: dict[str, Any],
+                  n: int) -> Iterator[tuple[int, AssistantChunk]]:
+        stream = self._create({**self._request(messages, options, stream=True), "n": n})
+        got = _Received(self, n)
+        with stream, got.reading():
+            for raw in stream:
+                yield from got.choices(raw)
+
     async def _astream(self, messages: list[Message], options: dict[str, Any]) -> AsyncIterator[AssistantChunk]:
         stream = await self._acreate(self._request(messages, options, stream=True))
         got = _Received(self)
@@ -224,14 +244,31 @@ class OpenAIChatModel(ChatModel):
 class _Received:
     """One stream's bookkeeping: numbering its chunks, noticing its finish, naming a break."""
 
-    def __init__(self, model: OpenAIChatModel) -> None:
+    def __init__(self, model: OpenAIChatModel, choices: int = 1) -> None:
         self.model, self.n, self.finished = model, 0, False
+        self.choices_left = set(range(choices))  # choices not finished yet
+        self.seen: set[int] = set()  # choices started
 
     def chunk(self, raw: Any) -> AssistantChunk:
         chunk = self.model._chunk(raw, first=(self.n == 0))
         self.finished = self.finished or chunk.finish_reason is not None
         self.n += 1
         return chunk
+
+    def choices(self, raw: Any) -> Iterator[tuple[int, AssistantChunk]]:
+        """``(index, chunk)`` of each choice in an event of a stream with ``n`` choices (usage: choice 0)."""
+        self.n += 1
+        for choice in raw.choices or []:
+            first = choice.index not in self.seen
+            self.seen.add(choice.index)
+            chunk = self.model._chunk(raw, first, choice)
+            chunk.usage = None  # the usage of all choices, sent once below
+            if chunk.finish_reason is not None:
+                self.choices_left.discard(choice.index)
+            yield choice.index, chunk
+        if getattr(raw, "usage", None) is not None:
+            yield 0, AssistantChunk(usage=_usage(raw.usage))
+        self.finished = not self.choices_left
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:

@@ -11,6 +11,10 @@ of the last chunk or of the whole completion; standard clients ignore them.
 400); each content chunk, and the whole completion, then carries ``choices[0].logprobs.content``
 in OpenAI's format: the tokens of that content with their log-probabilities.
 
+``n`` > 1 (a chat model with ``supports_n``, such as ``--model local``; else 400) gives ``n``
+choices, index 0 to n-1: streamed, each chunk carries one choice's delta and each choice ends with
+its own finish chunk; usage counts the prompt once and the completion tokens of all choices.
+
 Usage is the served model's own count when it reports one; otherwise it is an estimate
 (completion: streamed pieces, or words when not streaming; prompt: words of the messages).
 """
@@ -54,6 +58,27 @@ def _schema_body(model: type) -> dict[str, Any]:
 def _prompt_tokens(messages: list[dict[str, Any]]) -> int:
     return sum(estimate_tokens(m["content"]) for m in messages
                if isinstance(m, dict) and isinstance(m.get("content"), str))
+
+
+def _usage_of_choices(replies: list[Reply], prompt_estimate: int) -> dict[str, int]:
+    """One usage for several choices: the prompt once, the completion tokens of all (as OpenAI counts)."""
+    usages = [r.usage for r in replies]
+    if any(u is None for u in usages):
+        return _usage_json(None, prompt_estimate, sum(r.pieces for r in replies))
+    prompt = max(u.prompt_tokens for u in usages if u is not None)
+    completion = sum(u.completion_tokens for u in usages if u is not None)
+    return _usage_json(Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion),
+                       prompt_estimate, 0)
+
+
+def _n_choices(chat: ChatTarget, req: ChatCompletionRequest) -> int:
+    """The request's ``n``; 400 naming it where the served object gives one choice per request."""
+    n = req.n or 1
+    if n > 1 and not (chat.is_chat_model and getattr(chat.runnable, "supports_n", False)):
+        what = "model" if chat.is_chat_model else "chain"
+        raise APIError(400, f"The served {what} returns one choice per request; drop 'n' or set it to 1.",
+                       param="n")
+    return n
 
 
 def _usage_json(usage: Usage | None, prompt_estimate: int, completion_estimate: int) -> dict[str, int]:
@@ -187,20 +212,85 @@ async def _collect(chat: ChatTarget, value: Any, options: dict[str, Any],
     return answer.reply(), logprobs
 
 
-def _completion_body(reply: Reply, *, cid: str, created: int, model: str, prompt_tokens: int,
-                     logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": reply.content or (None if reply.tool_calls else ""),
-                               "refusal": None}
-    if reply.tool_calls:
-        message["tool_calls"] = [{"id": tc.id or f"call_{tc.index}", "type": "function", "function": {
-            "name": tc.name or "", "arguments": tc.arguments}} for tc in reply.tool_calls]
+async def _collect_choices(chat: ChatTarget, value: Any, n: int, options: dict[str, Any],
+                           one_call: bool) -> list[tuple[Reply, list[TokenLogprob] | None]]:
+    """``n`` whole choices: the choices' stream, added up per choice."""
+    answers = [Answer(one_call=one_call) for _ in range(n)]
+    logprobs: list[list[TokenLogprob] | None] = [None] * n
+    async for i, chunk in chat.runnable.astream_choices(value, n=n, **options):  # type: ignore[attr-defined]
+        piece = piece_from(chunk)
+        if piece is not None:
+            answers[i].add(piece)
+        if chunk.logprobs is not None:
+            logprobs[i] = (logprobs[i] or []) + chunk.logprobs
+    return [(a.reply(), lp) for a, lp in zip(answers, logprobs, strict=True)]
+
+
+async def _choice_events(chat: ChatTarget, value: Any, n: int, options: dict[str, Any], *, one_call: bool,
+                         cid: str, created: int, model: str, include_usage: bool,
+                         prompt_tokens: int) -> AsyncIterator[bytes]:
+    """The SSE events of ``n`` streamed choices: each chunk holds one choice's delta, and each choice
+    starts with its role chunk and ends with its own finish chunk."""
+    def event(i: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
+        body: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                                "system_fingerprint": None, "choices": [{"index": i, "delta": delta,
+                                                                         "logprobs": logprobs,
+                                                                         "finish_reason": finish}]}
+        if include_usage:
+            body["usage"] = None
+        return b"data: " + json.dumps(body, ensure_ascii=False).encode() + b"\n\n"
+
+    answers = [Answer(one_call=one_call) for _ in range(n)]
+    started, finished = set(), set()
+    async for i, chunk in chat.runnable.astream_choices(value, n=n, **options):  # type: ignore[attr-defined]
+        out = b""
+        if i not in started:
+            started.add(i)
+            out += event(i, {"role": "assistant", "content": ""})
+        piece = piece_from(chunk)
+        if piece is not None:
+            calls = answers[i].add(piece)
+            if piece.content or chunk.logprobs:
+                out += event(i, {"content": piece.content}, logprobs=_logprobs_json(chunk.logprobs or None))
+            if calls:
+                out += event(i, {"tool_calls": _tool_call_delta(calls)})
+            if piece.finish_reason:
+                finished.add(i)
+                out += event(i, {}, answers[i].reply().finish_reason)
+        if out:
+            yield out
+    end = b""
+    for i in range(n):  # a choice whose end the model did not report (never for plait's models)
+        if i not in finished:
+            end += (b"" if i in started else event(i, {"role": "assistant", "content": ""}))
+            end += event(i, {}, answers[i].reply().finish_reason)
+    if include_usage:
+        end += b"data: " + json.dumps({
+            "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "system_fingerprint": None, "choices": [],
+            "usage": _usage_of_choices([a.reply() for a in answers], prompt_tokens)}).encode() + b"\n\n"
+    yield end + b"data: [DONE]\n\n"
+
+
+def _completion_body(replies: list[tuple[Reply, list[TokenLogprob] | None]], *, cid: str, created: int,
+                     model: str, prompt_tokens: int) -> dict[str, Any]:
+    choices = []
+    for index, (reply, logprobs) in enumerate(replies):
+        message: dict[str, Any] = {"role": "assistant", "refusal": None,
+                                   "content": reply.content or (None if reply.tool_calls else "")}
+        if reply.tool_calls:
+            message["tool_calls"] = [{"id": tc.id or f"call_{tc.index}", "type": "function", "function": {
+                "name": tc.name or "", "arguments": tc.arguments}} for tc in reply.tool_calls]
+        choices.append({"index": index, "message": message, "logprobs": _logprobs_json(logprobs),
+                        "finish_reason": reply.finish_reason})
+    first = replies[0][0]
     body: dict[str, Any] = {
         "id": cid, "object": "chat.completion", "created": created, "model": model, "system_fingerprint": None,
-        "choices": [{"index": 0, "message": message, "logprobs": _logprobs_json(logprobs),
-                     "finish_reason": reply.finish_reason}],
-        "usage": _usage_json(reply.usage, prompt_tokens, reply.pieces),
+        "choices": choices,
+        "usage": (_usage_json(first.usage, prompt_tokens, first.pieces) if len(replies) == 1
+                  else _usage_of_choices([r for r, _ in replies], prompt_tokens)),
     }
-    _add_extras(body, reply)
+    _add_extras(body, first)
     return body
 
 
@@ -265,6 +355,7 @@ def add_openai_routes(app: FastAPI, served: Served) -> None:
         req = parse(ChatCompletionRequest, await request.body())
         chat = served.require_chat(req.model)
         check_choices(req)
+        n = _n_choices(chat, req)
         value, options = chat.prepare(req)
         options = _logprob_options(chat, req, options)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
@@ -274,14 +365,22 @@ def add_openai_routes(app: FastAPI, served: Served) -> None:
         answer = Answer(one_call=chat.one_call(req), max_tokens=None if chat.is_chat_model else options.get("max_tokens"))
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            events = _chunk_events(chat, value, options, answer, cid=cid, created=created, model=req.model,
-                                   include_usage=include_usage, prompt_tokens=prompt_tokens)
+            if n > 1:
+                events = _choice_events(chat, value, n, options, one_call=answer.one_call, cid=cid, created=created,
+                                        model=req.model, include_usage=include_usage, prompt_tokens=prompt_tokens)
+            else:
+                events = _chunk_events(chat, value, options, answer, cid=cid, created=created, model=req.model,
+                                       include_usage=include_usage, prompt_tokens=prompt_tokens)
             return EventStream(events, timeout_s=config.timeout_s, headers=headers,
                                heartbeat_s=config.heartbeat_s)
-        reply, logprobs = await run_request(lambda: _collect(chat, value, options, answer), request.receive,
-                                            config.timeout_s)
-        return JSONResponse(_completion_body(reply, cid=cid, created=created, model=req.model,
-                                             prompt_tokens=prompt_tokens, logprobs=logprobs), headers=headers)
+        if n > 1:
+            replies = await run_request(lambda: _collect_choices(chat, value, n, options, answer.one_call),
+                                        request.receive, config.timeout_s)
+        else:
+            replies = [await run_request(lambda: _collect(chat, value, options, answer), request.receive,
+                                         config.timeout_s)]
+        return JSONResponse(_completion_body(replies, cid=cid, created=created, model=req.model,
+                                             prompt_tokens=prompt_tokens), headers=headers)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:

@@ -65,15 +65,13 @@ class ChatCompletionRequest(_Request):
 
 
 def check_choices(req: ChatCompletionRequest) -> None:
-    """What this server cannot do, refused clearly: more than one choice, ``top_logprobs`` alone.
+    """What this server cannot do, refused clearly: ``top_logprobs`` alone, an unknown ``response_format``.
 
-    ``logprobs`` itself is checked against the served object where it is passed on (only a chat
-    model that takes the option returns them).
+    ``logprobs`` and ``n`` are checked against the served object where they are passed on (only a
+    chat model that takes the option returns logprobs; only one with ``supports_n`` gives n choices).
     """
     if req.top_logprobs is not None and not req.logprobs:
         raise APIError(400, "'top_logprobs' needs 'logprobs': true.", param="top_logprobs")
-    if req.n not in (None, 1):
-        raise APIError(400, "This server returns one choice per request; drop 'n' or set it to 1.", param="n")
     fmt = req.response_format
     if fmt is not None and fmt.get("type") not in ("text", "json_object", "json_schema"):
         raise APIError(400, f"Unknown response_format type {fmt.get('type')!r}: use 'text', 'json_object' or "
