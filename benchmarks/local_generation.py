@@ -224,6 +224,8 @@ def main() -> None:
         "ttft_ms": round(ttft_s * 1e3, 1), "hf_ttft_ms": round(hf_ttft * 1e3, 1),
         "plait_quantized": engine.quantized, "same_text_chars_as_hf": same_chars, "load_s": round(load_s, 2),
         "load_call_s": round(load_call_s, 2), "first_load_converted": not was_cached,
+        "logits_kernel": "q8_kernel" if getattr(getattr(engine.decoder, "lm_head", None), "kernel", None) is not None
+        else "torch",
     }
     print(json.dumps(result))
 
