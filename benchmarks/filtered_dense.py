@@ -4,8 +4,8 @@ Measures, on the kept store (SciFact claims as queries, fake or real embeddings 
 
 - ``plain_ms``: Chroma's nearest ``n`` with no filter, for several ``n`` (the over-fetch's cost);
   ``neighbour_cost_ms``: the slope, ms per neighbour asked for;
-- ``ids_ms``: the nearest 200 restricted to ``P`` passing ids, for several ``P`` (the id query's
-  cost); ``id_cost_ms``: the slope, ms per id;
+- ``ids_ms``: the nearest 200 restricted to ``P`` ids (a random sample), for several ``P`` (the
+  id query's cost); ``scan_cost_ms``: their median over the collection's size, ms per chunk;
 - for filters passing 1%, 10%, 20% and 50% of the chunks: the ids query, the over-fetch and what
   the store's plan (:mod:`plait.retrievers.chroma_search`) chooses, with how many of the ids
   query's 200 the over-fetch returns too (``overlap``) and each way's recall of the exact 200
@@ -13,7 +13,8 @@ Measures, on the kept store (SciFact claims as queries, fake or real embeddings 
 - ``passing_ms``: reading a filter's passing ids from the lexical index, uncached, split into
   its two aggregations.
 
-The constants of :class:`plait.retrievers.chroma_search.FilterPlan` come from these slopes.
+The constants of :class:`plait.retrievers.chroma_search.FilterPlan` come from ``neighbour_cost_ms``
+and ``scan_cost_ms``.
 Wall clock on a shared machine: queries are interleaved and medians taken.
 
     nice python benchmarks/retrieval_scale.py --chunks 300000 --fake-embeddings --keep /tmp/s300k --bigfile-mb 0
@@ -52,6 +53,7 @@ def main() -> None:
     from retrieval_scale import SCIFACT, TOPICS, FakeEmbeddings, open_store
     from retrieval_scifact import load_beir
 
+    from plait.retrievers.base import to_chroma_where as store_where
     from plait.retrievers.chroma_search import nearest
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,30 +71,26 @@ def main() -> None:
     col = store.collection
     col.query(query_embeddings=[vecs[0]], n_results=10, include=["distances"])  # loads the graph
 
-    # the two aggregations of reading a filter's passing ids, uncached
-    from plait.retrievers.lexical_engine import filter_query
-    searcher = lexical._searcher()
-    where = filter_query(lexical._idx, {"topic": TOPICS[3]})
-    agg_sum, agg_terms, whole = [], [], []
+    # a filter's passing chunks, uncached: their count, every id, or which of 3,000 candidates pass
+    import random
+
+    rng = random.Random(0)
+    count_ms, ids_ms, members_ms = [], [], []
     for _ in range(5):
-        t, n = timed(lexical._sum_n, searcher, where)
-        agg_sum.append(t)
-        t, _ = timed(searcher.aggregate, where, {"c": {"terms": {"field": "chunk", "size": n}}})
-        agg_terms.append(t)
         lexical._ids_cache.clear()
-        t, _ = timed(lexical.passing, {"topic": TOPICS[3]})
-        whole.append(t)
-    out["passing_ms"] = {"sum_agg": round(statistics.median(agg_sum), 1),
-                         "terms_agg": round(statistics.median(agg_terms), 1),
-                         "passing": round(statistics.median(whole), 1)}
+        t, found = timed(lexical.passing, {"topic": TOPICS[3]})
+        count_ms.append(t)
+        members_ms.append(timed(found.members, [f"d{rng.randrange(total // 2)}-c0" for _ in range(3000)])[0])
+        ids_ms.append(timed(found.ids)[0])
+    out["passing_ms"] = {"count": round(statistics.median(count_ms), 1), "ids": round(statistics.median(ids_ms), 1),
+                         "members_of_3000": round(statistics.median(members_ms), 1)}
     print("passing ids:", out["passing_ms"], flush=True)
 
     # costs by size: plain queries by n, id queries by P (interleaved)
     ns = [args.k, 1000, 3000, 10000]
-    ten = lexical.passing({"topic": TOPICS[3]})
-    assert ten is not None
-    pool = ten.ids + lexical.passing({"topic": {"$in": TOPICS[4:9]}}).ids  # type: ignore[union-attr]
-    ps = [p for p in (300, 1000, 3000, 10000, 30000, 100000) if p <= len(pool)]
+    pool = [f"d{d}-c{c}" for d in range(total // 2 - 3) for c in (0, 1)]  # every one stored (5 "added-" aside)
+    random.Random(1).shuffle(pool)
+    ps = [p for p in (300, 1000, 3000, 10000, 30000, 60000) if p <= len(pool)]
     pools = {p: pool[:p] for p in ps}
     plain: dict[int, list[float]] = {n: [] for n in ns}
     by_ids: dict[int, list[float]] = {p: [] for p in ps}
@@ -105,7 +103,7 @@ def main() -> None:
     out["plain_ms"] = {n: round(statistics.median(t), 1) for n, t in plain.items()}
     out["ids_ms"] = {p: round(statistics.median(t), 1) for p, t in by_ids.items()}
     out["neighbour_cost_ms"] = round(slope([(n, statistics.median(t)) for n, t in plain.items()]), 5)
-    out["id_cost_ms"] = round(slope([(p, statistics.median(t)) for p, t in by_ids.items()]), 5)
+    out["scan_cost_ms"] = round(statistics.median(statistics.median(t) for t in by_ids.values()) / total, 6)
     print("plain:", out["plain_ms"], "ids:", out["ids_ms"], flush=True)
 
     # filters of several selectivities: each way, and the plan's choice
@@ -118,21 +116,29 @@ def main() -> None:
     for name, f in filters.items():
         passing = lexical.passing(f)
         assert passing is not None
-        m = max(args.k, min(total, round(store.filter_plan.safety * args.k * total / max(1, len(passing.ids)))))
+        ids = passing.ids()
+        m = store.filter_plan.neighbours(args.k, passing.count, total) or \
+            min(total, round((args.k + 4 * args.k ** 0.5) * total / max(1, passing.count)))
         times: dict[str, list[float]] = {"ids": [], "overfetch": [], "plan": []}
         overlap, recall_ids, recall_over = [], [], []
         import numpy as np
 
-        got = col.get(ids=passing.ids, include=["embeddings"])  # the exact answer, by brute force
+        got = col.get(where=store_where(f), include=["embeddings"])  # the exact answer, by brute force
         pids, pvecs = got["ids"], np.asarray(got["embeddings"], dtype=np.float32)
         pvecs /= np.linalg.norm(pvecs, axis=1, keepdims=True)
         for v in vecs:
+            passing = lexical.passing(f)  # as each query asks (the same until a commit)
             exact = {pids[i] for i in np.argsort(-(pvecs @ np.asarray(v, dtype=np.float32)))[:args.k]}
-            t, a = timed(col.query, query_embeddings=[v], n_results=min(args.k, len(passing.ids)),
-                         ids=passing.ids, include=["distances"])
+            if ids is not None:
+                t, a = timed(col.query, query_embeddings=[v], n_results=min(args.k, len(ids)), ids=ids,
+                             include=["distances"])
+            else:  # more than tantivy lists at once: Chroma's where
+                t, a = timed(col.query, query_embeddings=[v], n_results=args.k, where=store_where(f),
+                             include=["distances"])
             times["ids"].append(t)
             t, b = timed(col.query, query_embeddings=[v], n_results=m, include=["distances"])
-            kept = [i for i in b["ids"][0] if i in passing.set][:args.k]
+            members = passing.members(b["ids"][0])
+            kept = [i for i in b["ids"][0] if i in members][:args.k]
             times["overfetch"].append(t)
             overlap.append(len(set(kept) & set(a["ids"][0])) / max(1, len(a["ids"][0])))
             recall_ids.append(len(exact & set(a["ids"][0])) / len(exact))
@@ -141,7 +147,7 @@ def main() -> None:
             t, _ = timed(nearest, store._read, v, args.k, f, passing, ["distances"], store.filter_plan,
                          store.dense_plans)
             times["plan"].append(t)
-        ways[name] = {"passing": len(passing.ids), "overfetch_n": m,
+        ways[name] = {"passing": passing.count, "ids_listed": ids is not None, "overfetch_n": m,
                       **{w: round(statistics.median(t), 1) for w, t in times.items()},
                       "plan_took": dict(store.dense_plans), "overlap": round(statistics.fmean(overlap), 3),
                       "recall_ids": round(statistics.fmean(recall_ids), 3),

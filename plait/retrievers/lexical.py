@@ -57,7 +57,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from plait.defaults import require
 from plait.messages import Document
@@ -69,6 +69,7 @@ from plait.retrievers.lexical_engine import (
     FileLock,
     Member,
     Passage,
+    Passing,
     analyzer,
     exact,
     filter_query,
@@ -80,15 +81,6 @@ from plait.retrievers.lexical_engine import (
 from plait.retrievers.lexical_passages import Passages
 
 __all__ = ["LexicalIndex", "Passing", "join_chunks", "partition"]
-
-
-class Passing(NamedTuple):
-    """The chunks passing a filter (:meth:`LexicalIndex.passing`): their ids as a list and as a set,
-    and how many chunks the index holds (so ``len(ids) / total`` is the filter's selectivity)."""
-
-    ids: list[str]
-    set: frozenset[str]
-    total: int
 
 
 class LexicalIndex:
@@ -164,6 +156,8 @@ class LexicalIndex:
     def _reload(self, force: bool = False) -> None:
         """Point the searcher at the latest commit if there is a newer one (any process's)."""
         stamp = None
+        if self.path is None and not force:  # in memory: only this object writes, and reloads after
+            return
         if self.path is not None:
             st = os.stat(self.path / "meta.json")
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -284,15 +278,15 @@ class LexicalIndex:
         return int(searcher.aggregate(query, {"n": {"sum": {"field": "n"}}})["n"]["value"] or 0)
 
     def chunk_ids(self, filter: Filter) -> list[str] | None:
-        """The ids of every chunk passing ``filter`` (see :meth:`passing`); None when the engine
-        cannot answer the filter exactly."""
+        """The ids of every chunk passing ``filter`` (:meth:`Passing.ids`, kept until the next
+        commit); None when the engine cannot answer the filter exactly or more pass than it lists at once."""
         found = self.passing(filter)
-        return None if found is None else found.ids
+        return None if found is None else found.ids()
 
     def passing(self, filter: Filter) -> Passing | None:
-        """Every chunk passing ``filter``, from the engine's indexes alone (no stored passage is
-        read), with the index's chunk count; kept until the next commit, so a filter asked again
-        costs nothing. None when the engine cannot answer the filter exactly
+        """The chunks passing ``filter`` at the current commit (:class:`Passing`: their count at once,
+        their ids when asked), from the engine's indexes alone; kept until the next commit, so a
+        filter asked again costs nothing more. None when the engine cannot answer the filter exactly
         (:func:`~plait.retrievers.lexical_engine.exact`: negations, per-chunk keys, string ranges)."""
         check_filter(filter)
         if not exact(filter):
@@ -301,21 +295,17 @@ class LexicalIndex:
         with self._lock:
             searcher = self._searcher()
             cached = self._ids_cache.get(key)
-            if cached is not None and cached[0] == self._generation:  # a filter asked again, no write since
-                return cached[1]
-            where = filter_query(self._idx, filter)
-            if where is None:
-                return None
-            ids: list[str] = []
-            n = self._sum_n(searcher, where)
-            if n:  # the chunks of the matching passages, from the "chunk" fast field
-                agg = searcher.aggregate(where, {"c": {"terms": {"field": "chunk", "size": n}}})
-                ids = [b["key"] for b in agg["c"]["buckets"]]
-            found = Passing(ids, frozenset(ids), self._chunks(searcher))
-            if len(self._ids_cache) >= 16:
-                self._ids_cache.clear()
-            self._ids_cache[key] = (self._generation, found)
-            return found
+            if cached is None or cached[0] != self._generation:
+                where = filter_query(self._idx, filter)
+                if where is None:
+                    return None
+                found = Passing(searcher, self._schema, where, self.window, self._sum_n(searcher, where),
+                                self._chunks(searcher))
+                if len(self._ids_cache) >= 16:
+                    self._ids_cache.clear()
+                self._ids_cache[key] = cached = (self._generation, found)
+            cached[1].uses += 1
+            return cached[1]
 
     def ids(self) -> list[str]:
         """Every chunk id, sorted (reads the whole index)."""

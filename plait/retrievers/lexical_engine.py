@@ -149,6 +149,62 @@ def _term(index: Any, key: str, value: Any) -> Any:
     return T.Query.term_query(index.schema, f"m.{key}", value)
 
 
+BUCKETS = 65_000  # tantivy's limit on the buckets of one aggregation (AggregationLimits' default)
+
+
+class Passing:
+    """The chunks passing one filter at one commit of the index (:meth:`LexicalIndex.passing
+    <plait.retrievers.lexical.LexicalIndex.passing>`), read from the engine's indexes alone.
+
+    ``count`` (chunks passing) and ``total`` (chunks in the index) are known at once: one sum
+    over the matching passages (0.3 ms at 300,000 chunks). The ids are read only when asked:
+    :meth:`ids` lists them all (a terms aggregation over the ``chunk`` fast field: 50-130 ms for
+    30,000 at 300,000 chunks, loaded machine), :meth:`members` tells which of some candidates pass,
+    from that list once it is read, else by a query restricted to the candidates (~17 ms for 3,000).
+    A filter asked again at the same commit reads the whole list once and answers from a set after.
+    """
+
+    def __init__(self, searcher: Any, schema: Any, where: Any, window: int, count: int, total: int) -> None:
+        self._searcher = searcher
+        self._schema = schema
+        self._where = where
+        self.window = window
+        self.count = count
+        self.total = total
+        self.uses = 0
+        self._ids: list[str] | None = None
+        self._set: frozenset[str] | None = None
+
+    def ids(self) -> list[str] | None:
+        """Every passing chunk's id; None when more pass than one aggregation may list (:data:`BUCKETS`)."""
+        if self._ids is None and self.count <= BUCKETS:
+            self._ids = self._terms(self._where, self.count) if self.count else []
+            self._set = frozenset(self._ids)
+        return self._ids
+
+    def members(self, candidates: Sequence[str]) -> set[str] | frozenset[str]:
+        """The candidates that pass (or a superset: every passing id, once read)."""
+        if self._set is None and self.uses > 1:
+            self.ids()
+        if self._set is not None:
+            return self._set
+        import tantivy as T
+
+        wanted = list(dict.fromkeys(candidates))
+        found: set[str] = set()
+        step = max(1, BUCKETS // self.window)  # one aggregation lists the chunks of ``step`` passages
+        for start in range(0, len(wanted) if self.count else 0, step):
+            part = wanted[start:start + step]
+            q = T.Query.boolean_query([(T.Occur.Must, self._where),
+                                       (T.Occur.Must, T.Query.term_set_query(self._schema, "chunk", part))])
+            found.update(self._terms(q, min(BUCKETS, self.window * len(part))))
+        return found & set(wanted)
+
+    def _terms(self, query: Any, size: int) -> list[str]:
+        agg = self._searcher.aggregate(query, {"c": {"terms": {"field": "chunk", "size": size}}})
+        return [b["key"] for b in agg["c"]["buckets"]]
+
+
 class ChunkScorer:
     """Picks a passage's best chunk: BM25 of each chunk alone, with the passage index's statistics."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from plait.retrievers.base import matches
 from plait.retrievers.chroma import ChromaStore
 from plait.retrievers.chroma_search import FilterPlan
 
-OVERFETCH = FilterPlan(id_cost=1.0, neighbour_cost=1e-9, max_neighbours=10**9)  # always over-fetch
+OVERFETCH = FilterPlan(scan_cost=1.0, neighbour_cost=1e-9, max_neighbours=10**9)  # always over-fetch
 BY_IDS = FilterPlan(max_neighbours=0)  # never
 DIM = 16
 WORDS = "alpha beta gamma delta river stone cloud light metal glass paper seed wind salt".split()
@@ -45,10 +46,13 @@ class HashEmbeddings:
         pass
 
 
-def make_store(n_docs: int = 300) -> ChromaStore:
-    """Two chunks per document, five topics, years 2000-2011 (what a splitter's metadata looks like)."""
+def make_store(n_docs: int = 300, path: Path | None = None) -> ChromaStore:
+    """Two chunks per document, five topics, years 2000-2011 (what a splitter's metadata looks like);
+    in memory, or embedded under ``path``."""
     rng = np.random.default_rng(0)
-    store = ChromaStore.in_memory(f"filtered-{uuid.uuid4().hex[:10]}", embeddings=HashEmbeddings())
+    name = f"filtered-{uuid.uuid4().hex[:10]}"
+    store = ChromaStore.in_memory(name, embeddings=HashEmbeddings()) if path is None else \
+        ChromaStore(name, path=path, embeddings=HashEmbeddings())
     docs = []
     for d in range(n_docs):
         for c in range(2):
@@ -69,15 +73,17 @@ FILTERS = [{"topic": "t1"}, {"topic": {"$in": ["t0", "t3"]}}, {"year": {"$gte": 
 
 
 def test_the_plan_over_fetches_only_where_measured_costs_say_it_is_cheaper() -> None:
-    plan = FilterPlan(id_cost=0.003, neighbour_cost=0.025, safety=1.5, max_neighbours=20_000)
-    # 10% of 300,000 passing, k=200: 3,000 neighbours (75 ms) cost less than 30,000 ids (90 ms)
-    assert plan.neighbours(200, 30_000, 300_000) == 3000
-    assert plan.neighbours(200, 10_000, 300_000) is None  # 1/3 as many ids, 3x the neighbours
-    assert plan.neighbours(200, 100_000, 1_000_000) == 3000  # the bigger the store, the likelier
-    assert plan.neighbours(20, 60, 600) is None  # a small store: ids
+    plan = FilterPlan(scan_cost=0.0003, neighbour_cost=0.011, z=4.0, max_neighbours=15_000)
+    # 10% of 300,000 passing, k=200: (200 + 4 * sqrt(200)) / 0.1 = 2,566 neighbours (28 ms) cost less
+    # than the ids query (90 ms)
+    assert plan.neighbours(200, 30_000, 300_000) == 2566
+    assert plan.neighbours(200, 3_000, 300_000) is None  # 1%: 25,657 neighbours
+    assert plan.neighbours(4, 30_000, 300_000) == 120  # few asked: relatively more to spare
+    assert plan.neighbours(200, 100_000, 1_000_000) == 2566  # the bigger the store, the likelier
+    assert plan.neighbours(200, 10_000, 1_000_000) is None  # 1% of 1,000,000: over the cap
+    assert plan.neighbours(20, 300, 600) is None  # a small store: ids
     assert plan.neighbours(200, 0, 300_000) is None
-    assert FilterPlan(id_cost=1.0, max_neighbours=2000).neighbours(200, 30_000, 300_000) is None  # over the cap
-    assert OVERFETCH.neighbours(20, 60, 600) == 300
+    assert OVERFETCH.neighbours(20, 60, 600) == 379
 
 
 @pytest.mark.parametrize("where", FILTERS, ids=[str(f) for f in FILTERS])
@@ -121,7 +127,7 @@ def test_too_few_passing_neighbours_fall_back_to_the_id_query() -> None:
         vecs.append(v / np.linalg.norm(v))
         docs.append(Document(id=f"c{i}", content=f"chunk {i}", metadata={"side": "far" if far else "near"}))
     store.upsert(docs, embeddings=np.stack(vecs))
-    store.filter_plan = FilterPlan(id_cost=1.0, neighbour_cost=1e-9, safety=1.0, max_neighbours=10**9)
+    store.filter_plan = FilterPlan(scan_cost=1.0, neighbour_cost=1e-9, z=0.0, max_neighbours=10**9)
     got = store.similarity_search_by_vector(axis, k=5, filter={"side": "far"})
     assert store.dense_plans["overfetch-short"] == 1 and store.dense_plans["ids"] == 1
     store.filter_plan = BY_IDS
@@ -164,12 +170,45 @@ def test_filters_the_engine_cannot_answer_use_chromas_where() -> None:
     assert store.dense_plans["none"] == 1
 
 
-def test_passing_ids_know_the_collection_size() -> None:
+def test_passing_chunks_know_their_count_and_the_collection_size() -> None:
     store = make_store(50)
     lexical = store.lexical_index()
     found = lexical.passing({"topic": "t1"})  # type: ignore[attr-defined]
-    assert found.total == 100 == store.count()
-    assert found.set == frozenset(found.ids) and len(found.ids) == 20
+    assert (found.count, found.total) == (20, 100) and store.count() == 100
+    expected = {f"d{d}-c{c}" for d in range(1, 50, 5) for c in (0, 1)}
+    assert found.members(["d1-c0", "d2-c0", "d6-c1", "nope"]) == {"d1-c0", "d6-c1"}  # asked once: by a query
+    assert set(found.ids()) == expected
+    assert lexical.passing({"topic": "t1"}) is found  # no commit since: the same
     store.upsert([Document(id="new", content="alpha", metadata={"topic": "t1"})])
     again = lexical.passing({"topic": "t1"})  # type: ignore[attr-defined]
-    assert again.total == 101 and "new" in again.set
+    assert (again.count, again.total) == (21, 101) and "new" in again.ids()
+
+
+def test_candidates_are_checked_in_slices_and_too_many_ids_fall_back_to_where(monkeypatch: Any) -> None:
+    """tantivy lists at most 65,000 terms per aggregation: more candidates go in slices, and a filter
+    passing more chunks than that cannot give the id list (Chroma's ``where`` answers)."""
+    monkeypatch.setattr("plait.retrievers.lexical_engine.BUCKETS", 9)  # 2 passages of 4 chunks a slice
+    store = make_store(60)
+    found = store.lexical_index().passing({"topic": {"$in": ["t1", "t2"]}})  # type: ignore[attr-defined]
+    candidates = [f"d{d}-c{c}" for d in range(60) for c in (0, 1)]
+    assert found.members(candidates) == {i for i in candidates if int(i[1:].split("-")[0]) % 5 in (1, 2)}
+    assert found.ids() is None  # 48 passing, more than 9
+    store.filter_plan = BY_IDS
+    by_where = store.similarity_search("alpha", k=10, filter={"topic": {"$in": ["t1", "t2"]}})
+    assert store.dense_plans["where"] == 1 and len(by_where) == 10
+    store.filter_plan = OVERFETCH
+    over = store.similarity_search("alpha", k=10, filter={"topic": {"$in": ["t1", "t2"]}})
+    assert store.dense_plans["overfetch"] == 1
+    assert [d.id for d in over] == [d.id for d in by_where]
+
+
+def test_an_id_chroma_lacks_falls_back_to_where(tmp_path: Path) -> None:
+    """Another process's delete half seen (Chroma's done, the lexical index's not yet): Chroma refuses
+    an id restriction naming a chunk it lacks, so the ``where`` query answers."""
+    store = make_store(30, tmp_path / "chroma")
+    store.filter_plan = BY_IDS
+    store.lexical_index()  # its first-use check against Chroma's count is done
+    store.collection.delete(ids=["d1-c0"])  # behind the store's back: the lexical index still has it
+    got = store.similarity_search("alpha", k=5, filter={"topic": "t1"})
+    assert len(got) == 5 and all(d.metadata["topic"] == "t1" and d.id != "d1-c0" for d in got)
+    assert store.dense_plans["where-missing-id"] == 1
