@@ -39,21 +39,22 @@ Example::
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plait.defaults import require
 from plait.messages import Document
 from plait.retrievers.base import Filter, Hit, KeywordIndex, Retriever, document_id, to_chroma_where
 from plait.retrievers.bm25 import BM25Retriever
+from plait.retrievers.chroma_client import chroma_metadata, open_http, open_memory, open_persistent
+from plait.retrievers.chroma_client import chroma_metadata as _chroma_metadata  # noqa: F401 - the former name
+from plait.retrievers.chroma_client import settings as _settings  # noqa: F401 - the former name
 from plait.retrievers.chroma_search import FilterPlan, nearest
-from plait.retrievers.chroma_sync import ChangeFeed, EmbeddedWatch, Gate, refresh_lexical
+from plait.retrievers.chroma_sync import ChangeFeed, EmbeddedWatch, Gate, refill_lexical, refresh_lexical
 from plait.retrievers.lexical import LexicalIndex
 
 if TYPE_CHECKING:
@@ -61,22 +62,6 @@ if TYPE_CHECKING:
 
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
-
-
-def _chroma_metadata(meta: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Chroma keeps str/int/float/bool values: drop None, store anything else as JSON text."""
-    out: dict[str, Any] = {}
-    for key, value in meta.items():
-        if value is None:
-            continue
-        out[str(key)] = value if isinstance(value, (str, int, float, bool)) else json.dumps(value, default=str)
-    return out or None
-
-
-def _settings() -> Any:
-    from chromadb.config import Settings
-
-    return Settings(anonymized_telemetry=False, allow_reset=False)
 
 
 class ChromaStore:
@@ -174,27 +159,18 @@ class ChromaStore:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                require("chromadb", "chroma")
-                import chromadb
-
                 if self.mode == "memory":
-                    self._client = chromadb.EphemeralClient(settings=_settings())
+                    self._client = open_memory()
                 elif self.mode == "http":
                     assert self._http is not None
-                    host, port, ssl, headers = self._http
-                    try:
-                        self._client = chromadb.HttpClient(host=host, port=port, ssl=ssl, headers=headers,
-                                                           settings=_settings())
-                    except Exception as e:
-                        raise ConnectionError(f"Cannot reach the Chroma server at {host}:{port} ({e}); start "
-                                              f"one with: chroma run --path DIR --port {port}") from e
+                    self._client = open_http(*self._http)
                 else:
                     path = self._persistent_path()
                     path.mkdir(parents=True, exist_ok=True)
                     if self._watch is None:
                         self._watch = EmbeddedWatch(path)
                     seen = self._watch.mark()  # before opening: a write meanwhile shows as a change
-                    self._client = chromadb.PersistentClient(path=str(path), settings=_settings())
+                    self._client = open_persistent(path)
                     self._watch.seen = seen
             return self._client
 
@@ -278,18 +254,7 @@ class ChromaStore:
             return self.bm25.count()
 
     def _rebuild_lexical(self, lexical: KeywordIndex) -> None:
-        """Refill the lexical index from Chroma (clear, then add every chunk in batches)."""
-        if self.mode == "http" and lexical is self.bm25:
-            self.feed().refilling()  # the change records from here on are still to follow
-        lexical.clear()
-        batch = 1000
-        offset = 0
-        while True:
-            got = self.collection.get(include=["documents", "metadatas"], limit=batch, offset=offset)
-            if not got["ids"]:
-                break
-            lexical.upsert(got["ids"], [d or "" for d in got["documents"]], [m or {} for m in got["metadatas"]])
-            offset += len(got["ids"])
+        refill_lexical(self, lexical)
 
     # --- writing ---------------------------------------------------------------------------------
     def upsert(self, documents: Sequence[Document], *, embeddings: Any = None) -> list[str]:
@@ -312,7 +277,7 @@ class ChromaStore:
         if embeddings is None:
             emb = self.embeddings
             embeddings = emb.embed_array(texts)
-        metas = [_chroma_metadata(d.metadata) for d in docs]
+        metas = [chroma_metadata(d.metadata) for d in docs]
         step = self._max_batch()
         with self._writing("upsert", ids):
             for start in range(0, len(ids), step):

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from plait.retrievers.lexical_engine import FileLock
 
 if TYPE_CHECKING:
+    from plait.retrievers.base import KeywordIndex
     from plait.retrievers.chroma import ChromaStore
 
 IDS_PER_RECORD = 500
@@ -149,6 +150,20 @@ def reopen(client: Any) -> None:
     client.close()
     if ident is not None:
         SharedSystemClient._identifier_to_system.pop(ident, None)
+
+
+def refill_lexical(store: ChromaStore, lexical: KeywordIndex) -> None:
+    """Refill a lexical index from the store's Chroma collection (clear, then every chunk in batches)."""
+    if store.mode == "http" and lexical is store.bm25:
+        store.feed().refilling()  # the change records from here on are still to follow
+    lexical.clear()
+    offset = 0
+    while True:
+        got = store.collection.get(include=["documents", "metadatas"], limit=1000, offset=offset)
+        if not got["ids"]:
+            break
+        lexical.upsert(got["ids"], [d or "" for d in got["documents"]], [m or {} for m in got["metadatas"]])
+        offset += len(got["ids"])
 
 
 def refresh_lexical(store: ChromaStore, ids: Sequence[str]) -> None:

@@ -47,8 +47,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
-import os
 import sys
 import time
 from collections import deque
@@ -62,10 +60,11 @@ from typing import Any
 from plait.messages import Document
 from plait.retrievers.chroma import ChromaStore
 from plait.retrievers.discovery import discover
+from plait.retrievers.ingest_files import chunk_id, file_hash, gone, source_name
 from plait.retrievers.ingest_lock import CollectionLock, IngestBusy
 from plait.retrievers.ingest_record import IndexRecord
 from plait.retrievers.ingest_report import IngestReport, Skipped
-from plait.retrievers.loaders import Loader, LoadError, Problem, open_regular, stream_file
+from plait.retrievers.loaders import Loader, LoadError, Problem, stream_file
 from plait.retrievers.splitters import (
     MarkdownHeaderSplitter,
     Piece,
@@ -75,39 +74,10 @@ from plait.retrievers.splitters import (
     TokenSplitter,
 )
 
-__all__ = ["DefaultSplitter", "IndexRecord", "Indexer", "IngestBusy", "IngestReport", "Skipped", "ingest"]
+__all__ = ["DefaultSplitter", "IndexRecord", "Indexer", "IngestBusy", "IngestReport", "Skipped", "chunk_id",
+           "file_hash", "ingest"]
 
 RETRIES = 2  # a file that changes while it is indexed is redone this many times in one run
-
-
-def chunk_id(source: str, chunk: Document) -> str:
-    """A chunk's stable id: the same file content always gives the same ids."""
-    key = "\x1f".join([source, str(chunk.metadata.get("chunk")), str(chunk.metadata.get("start")), chunk.content])
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
-
-
-def file_hash(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (LoadError if it cannot be read or is not a regular file)."""
-    h = hashlib.sha256()
-    with open_regular(path) as f:
-        try:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        except OSError as e:
-            raise LoadError(path, f"cannot read the file ({e.strerror or e})", unreadable=True) from e
-    return h.hexdigest()
-
-
-def gone(source: str) -> bool:
-    """True when nothing exists at ``source`` any more (a broken link counts as gone; an unreadable
-    folder on the way does not: the file may well be there)."""
-    try:
-        os.stat(source)
-    except (FileNotFoundError, NotADirectoryError):
-        return True
-    except OSError:
-        return False
-    return False
 
 
 class DefaultSplitter(TextSplitter):
@@ -394,7 +364,7 @@ class Indexer:
     def remove(self, sources: Sequence[str | Path]) -> int:
         """Delete the chunks of these source files from the store and the record; returns chunks deleted."""
         known = set(self.record.sources())
-        names = [str(s) if str(s) in known else _source_name(s) for s in sources]
+        names = [str(s) if str(s) in known else source_name(s) for s in sources]
         with self._lock:
             # pending first (and progress dropped), so a crash part way leaves them to be redone
             self.record.mark_pending(dict.fromkeys(names, []), drop_progress=True)
@@ -409,7 +379,7 @@ class Indexer:
 
     def _under(self, paths: str | Path | Sequence[str | Path]) -> list[str]:
         items = [paths] if isinstance(paths, (str, Path)) else list(paths)
-        roots = [Path(_source_name(p)) for p in items]
+        roots = [Path(source_name(p)) for p in items]
         roots += [Path(p).expanduser().resolve() for p in items]
         return [s for s in self.record.sources()
                 if any(Path(s) == r or r in Path(s).parents for r in roots)]
@@ -419,15 +389,6 @@ class Indexer:
         if missing:
             report.chunks_deleted += self.remove(missing)
             report.files_deleted += len(missing)
-
-
-def _source_name(path: str | Path) -> str:
-    """A path as the record names it: absolute, its folder resolved, its own name kept."""
-    p = Path(os.path.abspath(Path(path).expanduser()))
-    try:
-        return str(p.parent.resolve() / p.name)
-    except (OSError, RuntimeError):
-        return str(p)
 
 
 def ingest(paths: str | Path | Sequence[str | Path] = (), *, collection: str = "default",
