@@ -3,6 +3,7 @@ the official openai SDK and to plait's own remote client; a served chain refuses
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import openai
@@ -101,3 +102,17 @@ def test_langchain_openai_n_generations(local: Any) -> None:
                                       **OPTS)
     result = llm.generate([[HumanMessage(Q[0]["content"])]])
     assert [g.text for g in result.generations[0]] == [m.content for m in local.model.generate(Q, n=2, **OPTS)]
+
+
+@pytest.mark.slow  # loads SmolLM2 in the server
+@pytest.mark.integration
+def test_n_choices_each_follow_the_schema(local: Any) -> None:
+    schema = {"type": "object", "properties": {"color": {"type": "string", "enum": ["red", "green", "blue"]},
+                                               "count": {"type": "integer"}},
+              "required": ["color", "count"], "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "Pick", "schema": schema, "strict": True}}
+    r = sdk(local).chat.completions.create(model="local", messages=Q, n=3, response_format=fmt, **OPTS)
+    assert len(r.choices) == 3
+    for c in r.choices:
+        value = json.loads(c.message.content)
+        assert value["color"] in ("red", "green", "blue") and isinstance(value["count"], int)

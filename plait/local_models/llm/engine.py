@@ -204,12 +204,14 @@ class Engine:
         with self._turn():
             yield from self._decode(ids, budget, sampler, stop, constraint)
 
-    def generate_n(self, ids: list[int], budget: int, samplers: list[Any], stop: list[str] | None
+    def generate_n(self, ids: list[int], budget: int, samplers: list[Any], stop: list[str] | None,
+                   constraints: list[Any] | None = None
                    ) -> Iterator[tuple[int, str, str | None, Usage | None, list[Any] | None]]:
         """``len(samplers)`` answers to one prompt in one batched decode: yields ``(choice, text,
-        finish_reason, usage, logprobs)`` as :meth:`generate` does, tagged with the choice's index."""
+        finish_reason, usage, logprobs)`` as :meth:`generate` does, tagged with the choice's index.
+        ``constraints``: one per choice (each its own grammar state), or None."""
         with self._turn():
-            yield from self._decode_n(ids, budget, samplers, stop)
+            yield from self._decode_n(ids, budget, samplers, stop, constraints)
 
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
@@ -277,54 +279,85 @@ class Engine:
         tail, finish, logprobs = out.end(finish)
         yield tail, finish, self._usage(ids, out.produced), logprobs
 
-    def _decode_n(self, ids: list[int], budget: int, samplers: list[Any], stop: list[str] | None
-                  ) -> Iterator[tuple[int, str, str | None, Usage | None, list[Any] | None]]:
-        """``n`` sequences from one prompt, a row each in a batch (no grammar: see transformers_chat)."""
+    def _decode_n(self, ids: list[int], budget: int, samplers: list[Any], stop: list[str] | None,
+                  constraints: list[Any] | None) -> Iterator[tuple[int, str, str | None, Usage | None, list[Any] | None]]:
+        """``n`` sequences from one prompt, a row each in a batch that feeds one token per row a step.
+
+        A row's tokens wait in ``pending`` until they have been through the model: a grammar's forced
+        tokens go one a step (not several at once as in :meth:`_decode`), and a row samples again only
+        once its last pending token is in, so every step is a ``(rows, 1)`` batch.
+        """
         import torch
 
         from plait.local_models.llm.decoding import SequenceText
 
+        n = len(samplers)
         outs = [SequenceText(self.tokenizer, stop, s) for s in samplers]
-        live = list(range(len(outs)))  # the choice each row of the batch decodes
-        # 1. the prompt through the model once, then its KV cache copied into one row per choice
-        self.decoder.start(len(ids) + budget)
-        with torch.inference_mode():
-            logits = self.decoder.step(torch.tensor(ids, device=self.device)).expand(len(live), -1)
-        self.decoder.fork(len(live))
-        while True:
-            feed, ended = [], []
-            for row, i in enumerate(live):
-                out = outs[i]
-                # 2. each sequence picks its next token from its row, with its own sampler (and seed)
-                token = out.sampler(logits[row])
-                finish = None
+        cons = constraints or [None] * n
+        pending: list[list[int]] = [[] for _ in range(n)]  # taken, not yet through the model
+        finish: list[str | None] = [None] * n
+
+        def turn(i: int, logits: Any) -> Iterator[tuple[int, str, str | None, Usage | None, list[Any] | None]]:
+            """Choice i's move, as in one pass of :meth:`_decode`'s loop: with fresh logits, pick a token
+            (a grammar's mask first) and take it; then tokens a grammar forces; then whether it has ended."""
+            out, c = outs[i], cons[i]
+            if logits is not None:
+                if c is not None:
+                    c.mask(logits)
+                token = out.sampler(logits)
                 if token in self.eos:
                     out.produced += 1
-                    finish = "stop"
-                else:
-                    # 3. its text (held back while a character or a possible stop sequence is incomplete)
-                    text, logprobs = out.take(token, sampled=True)
+                    finish[i] = "stop"
+                    return
+                chosen = token
+                pending[i] = list(c.advance(token, budget - out.produced)) if c is not None else [token]
+                for k, token in enumerate(pending[i]):
+                    text, logprobs = out.take(token, sampled=k == 0 and token == chosen)
                     if text or logprobs:
                         yield i, text, None, None, logprobs
                     if out.stops.stopped:
-                        finish = "stop"
-                    elif out.produced >= budget:
-                        finish = "length"
-                # 4. a finished sequence reports its end (its own finish reason and usage) and leaves the batch
-                if finish is None:
-                    feed.append(token)
-                    continue
-                ended.append(i)
-                tail, finish, logprobs = out.end(finish)
-                yield i, tail, finish, self._usage(ids, out.produced), logprobs
-            if not feed:
-                return
+                        break
+            for token in c.forced(budget - out.produced) if c is not None and not out.stops.stopped else []:
+                pending[i].append(token)
+                text, logprobs = out.take(token, sampled=False)
+                if text or logprobs:
+                    yield i, text, None, None, logprobs
+                if out.stops.stopped:
+                    break
+            if out.stops.stopped or (c is not None and c.done):
+                finish[i] = "length" if c is not None and c.closed and not out.stops.stopped else "stop"
+            elif out.produced >= budget:
+                finish[i] = "length"
+
+        # 1. the prompt through the model once; each choice takes what a grammar forces first
+        self.decoder.start(len(ids) + budget)
+        with torch.inference_mode():
+            logits = self.decoder.step(torch.tensor(ids, device=self.device)).expand(n, -1).clone()
+        for i in range(n):
+            yield from turn(i, None)
+            if finish[i] is None and not pending[i]:
+                yield from turn(i, logits[i])  # 2. ...or picks its first token from the prompt's logits
+        # 3. the prompt's KV cache copied into one row per choice
+        self.decoder.fork(n)
+        live = list(range(n))  # the choice each row of the batch decodes
+        while True:
+            # 4. a finished choice reports its end (its own finish reason and usage) and leaves the batch
+            ended = [i for i in live if finish[i] is not None]
+            for i in ended:
+                tail, reason, logprobs = outs[i].end(finish[i] or "stop")
+                yield i, tail, reason, self._usage(ids, outs[i].produced), logprobs
             if ended:
-                self.decoder.keep([row for row, i in enumerate(live) if i not in ended])
-                live = [i for i in live if i not in ended]
-            # 5. the live sequences' new tokens through the model together: a (rows, 1) batch
+                self.decoder.keep([row for row, i in enumerate(live) if finish[i] is None])
+                live = [i for i in live if finish[i] is None]
+            if not live:
+                return
+            # 5. the next pending token of every live choice through the model together: a (rows, 1) batch
             with torch.inference_mode():
-                logits = self.decoder.step(torch.tensor(feed, device=self.device)[:, None])
+                logits = self.decoder.step(torch.tensor([pending[i].pop(0) for i in live], device=self.device)[:, None])
+            # 6. each choice whose tokens are all in moves on from its row's logits (with its own sampler)
+            for row, i in enumerate(live):
+                if not pending[i]:
+                    yield from turn(i, logits[row])
 
     @staticmethod
     def _usage(ids: list[int], produced: int) -> Usage:

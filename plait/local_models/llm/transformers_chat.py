@@ -40,7 +40,8 @@ choice has its own sampler, stop sequences, finish reason, logprobs and usage (t
 each). With ``seed=s``, choice ``i`` samples from the random stream of an ``n=1`` call with seed
 ``s + i``, so it gives that call's text wherever the batched logits equal the one-row ones (on the
 int4 CPU kernels they were bit for bit here; torch does not promise it). Greedy choices are equal to
-each other. Not with a grammar (tools, ``response_format``, ``guided_*``): a ValueError.
+each other. With a grammar (tools, ``response_format``, ``guided_*``) each choice has its own
+grammar state; its forced tokens then go through the model one a step (the rows advance together).
 
 Requests are served one at a time (a lock around the decode loop), so concurrent callers queue
 and never share a KV cache. Weights load on first use, on CUDA when present, else on the CPU.
@@ -210,6 +211,14 @@ class TransformersChatModel(ChatModel):
         for piece, finish, usage, logprobs in engine.generate(ids, budget, sampler, options.get("stop"), constraint):
             yield from choice.chunks(piece, finish, usage, logprobs)
 
+    def _generate_n(self, messages: list[Message], options: dict[str, Any], n: int) -> list[AssistantMessage]:
+        from plait.local_models.llm.replies import to_message
+
+        totals = [AssistantChunk() for _ in range(n)]
+        for i, chunk in self._stream_n(messages, options, n):
+            totals[i] = totals[i] + chunk
+        return [to_message(t) for t in totals]
+
     def _stream_n(self, messages: list[Message], options: dict[str, Any],
                   n: int) -> Iterator[tuple[int, AssistantChunk]]:
         """``n`` replies in one batched decode (see the module docstring for seeds and precision)."""
@@ -217,18 +226,17 @@ class TransformersChatModel(ChatModel):
 
         engine = self._engine.load()
         messages, plan = constrained.plan(messages, options)
-        if plan.grammar:
-            raise ValueError(f"n={n} with tools, response_format, guided_regex or guided_choice is not supported "
-                             "by local models: a grammar writes several tokens in one step, so the choices "
-                             "would not advance together. Ask for one choice at a time (n=1).")
+        # one grammar state per choice: each follows the grammar on its own
+        constraints = [constrained.grammars(engine).constraint(plan) for _ in range(n)] if plan.grammar else None
         if not hasattr(engine.decoder, "fork"):
             raise ValueError(f"{type(self).__name__}'s decoder cannot batch sequences; ask for n=1.")
         ids, budget = self._prompt(engine, messages, options)
         seed = options.get("seed")
         samplers = [self._sampler(engine, options, None if seed is None else seed + i) for i in range(n)]
         request_id = f"local-{uuid.uuid4().hex[:12]}"
-        choices = [_Choice(replies.ReplyStream(None), self.model_name, request_id) for _ in range(n)]
-        for i, piece, finish, usage, logprobs in engine.generate_n(ids, budget, samplers, options.get("stop")):
+        choices = [_Choice(replies.ReplyStream(plan.tools), self.model_name, request_id) for _ in range(n)]
+        for i, piece, finish, usage, logprobs in engine.generate_n(ids, budget, samplers, options.get("stop"),
+                                                                   constraints):
             yield from ((i, c) for c in choices[i].chunks(piece, finish, usage, logprobs))
 
     def _prompt(self, engine: Engine, messages: list[Message], options: dict[str, Any]) -> tuple[list[int], int]:

@@ -4,9 +4,10 @@ choice), each choice with its own sampler, stop, finish reason, logprobs and tok
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
+from pydantic import BaseModel
 
 from plait.fake import FakeChatModel
 from plait.local_models.llm import llama_decoder
@@ -81,9 +82,37 @@ def test_each_choice_stops_on_its_own(smollm2: Any) -> None:
         assert (m.finish_reason == "length") == (m.usage.completion_tokens == 20)
 
 
-def test_n_with_a_grammar_or_without_support_is_refused(smollm2: Any) -> None:
-    with pytest.raises(ValueError, match="n=2"):
-        smollm2.generate(Q, n=2, response_format={"type": "json_object"})
+class Pet(BaseModel):
+    name: str
+    kind: Literal["cat", "dog", "bird"]
+    age: int
+
+
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return "sunny"
+
+
+def test_each_choice_follows_its_own_grammar(smollm2: Any) -> None:
+    """One grammar state per choice: every choice is valid JSON of the schema, or a call of the tool."""
+    fmt = {"type": "json_schema", "json_schema": {"name": "Pet", "schema": Pet.model_json_schema()}}
+    pets = smollm2.generate("Describe a pet as JSON.", n=3, temperature=1.0, seed=2, max_tokens=40,
+                            response_format=fmt)
+    assert len(pets) == 3 and len({m.content for m in pets}) > 1
+    for m in pets:
+        Pet.model_validate_json(m.content)
+        assert m.finish_reason in ("stop", "length")
+    calls = smollm2.bind_tools([get_weather], tool_choice="required").generate(
+        "Weather in Paris?", n=2, temperature=1.0, seed=4, max_tokens=40)
+    for m in calls:
+        assert m.finish_reason in ("tool_calls", "length") and m.tool_calls
+        assert m.tool_calls[0].name == "get_weather" and isinstance(m.tool_calls[0].arguments.get("city"), str)
+    streamed = {i: c for i, c in smollm2.bind_tools([get_weather], tool_choice="required").stream_choices(
+        "Weather in Paris?", n=2, temperature=1.0, seed=4, max_tokens=40) if c.tool_call_chunks}
+    assert set(streamed) == {0, 1}  # each choice's call arguments stream as deltas
+
+
+def test_n_without_support_is_refused(smollm2: Any) -> None:
     fake = FakeChatModel(["one"])
     assert texts(fake.generate("hi", n=1)) == ["one"]
     with pytest.raises(ValueError, match="n=2"):
