@@ -277,5 +277,10 @@ class _Received:
             yield
         except Exception as e:
             raise self.model._interrupted(e, self.n) from e
+        if not self.finished and self.seen and self.seen.isdisjoint(self.choices_left):
+            # every choice that came is finished, but some never came: a server that ignores n
+            raise RemoteModelError(f"{self.model.settings.base_url} streamed {len(self.seen)} choice(s) for a "
+                                   f"request with n={len(self.seen) + len(self.choices_left)}: the server does not "
+                                   f"support 'n'; ask for one at a time")
         if not self.finished:
             raise self.model._interrupted(None, self.n)

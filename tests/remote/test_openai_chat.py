@@ -198,3 +198,14 @@ def test_a_server_without_key_needs_none(server: OpenAIServer, monkeypatch: pyte
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     server.api_key = "not-needed"  # what plait sends when no key is set for a non-OpenAI server
     assert OpenAIChatModel("test-model", base_url=server.base_url).invoke("hey").content == "You said: hey"
+
+
+def test_a_server_that_ignores_n_is_an_error_not_fewer_choices(server: OpenAIServer, chat: OpenAIChatModel) -> None:
+    # the test server, like Ollama, answers one choice whatever n asks for
+    server.reply("only one")
+    with pytest.raises(RemoteModelError, match="does not support 'n'"):
+        chat.generate("hi", n=2)
+    assert server.chat_requests()[-1]["n"] == 2
+    server.reply("only one")
+    with pytest.raises(RemoteModelError, match="'n'"):
+        list(chat.stream_choices("hi", n=2))
