@@ -3,6 +3,7 @@ errors, ``k``, hybrid search through ``as_retriever``, serialization, ``to_langc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -264,3 +265,20 @@ def test_to_langchain_picks_the_matching_class(pets):
     assert isinstance(to_langchain(StrOutputParser()), PlaitRunnable)
     with pytest.raises(TypeError, match="to_langchain takes"):
         to_langchain(object())
+
+
+def test_n_replies_come_back_as_n_generations() -> None:
+    """ChatOpenAI's ``n``: the local model makes the replies in one batched decode, ``generate`` returns all."""
+    from langchain_core.messages import HumanMessage
+
+    llm = PlaitChatModel(model="local", n=2, temperature=1.0, seed=3, max_tokens=8)
+    result = llm.generate([[HumanMessage("Name a colour.")]])
+    replies = result.generations[0]
+    assert len(replies) == 2 and all(g.message.content for g in replies)
+    again = asyncio.run(llm.agenerate([[HumanMessage("Name a colour.")]])).generations[0]
+    assert [g.message.content for g in again] == [g.message.content for g in replies]  # seeded: reproducible
+    assert len(llm.generate([[HumanMessage("Hi")]], n=1).generations[0]) == 1  # a call's n wins
+    with pytest.raises(ValueError, match="n=2 does not stream"):
+        list(llm.stream("Hi"))
+    with pytest.raises(ValueError, match="n"):  # a backend without n says so
+        PlaitChatModel(model=FakeChatModel(["x"]), n=2).generate([[HumanMessage("Hi")]])

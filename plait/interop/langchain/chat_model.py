@@ -112,6 +112,9 @@ class PlaitChatModel(BaseChatModel):
     max_retries: int | None = None
     streaming: bool = False
     """Whether ``invoke`` streams underneath (so streaming callbacks see each token)."""
+    n: int | None = Field(default=None, ge=1)
+    """Replies per prompt (None: 1), as ChatOpenAI's ``n``: ``generate`` returns ``n`` generations, made in one
+    request (one batched decode for the local model); the backend must support it (``supports_n``)."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Other generation options of the backend (``top_p``, ``seed``...); given as plain keywords."""
 
@@ -233,16 +236,25 @@ class PlaitChatModel(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        n = kwargs.pop("n", None) or self.n or 1
+        if n > 1:
+            return _result(*self._plait.generate(_messages(messages), n=n, **self._options(stop, kwargs)))
         msg = self._plait.invoke(_messages(messages), **self._options(stop, kwargs))
         return _result(msg)
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        n = kwargs.pop("n", None) or self.n or 1
+        if n > 1:  # plait's generate(n=) is synchronous: in a worker thread
+            from langchain_core.runnables.config import run_in_executor
+
+            return await run_in_executor(None, self._generate, messages, stop, None, n=n, **kwargs)
         msg = await self._plait.ainvoke(_messages(messages), **self._options(stop, kwargs))
         return _result(msg)
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        _one_choice(kwargs.pop("n", None) or self.n or 1)
         named = False
         for chunk in self._plait.stream(_messages(messages), **self._options(stop, kwargs)):
             out, named = _chunk(chunk, named)
@@ -251,6 +263,7 @@ class PlaitChatModel(BaseChatModel):
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        _one_choice(kwargs.pop("n", None) or self.n or 1)
         named = False
         async for chunk in self._plait.astream(_messages(messages), **self._options(stop, kwargs)):
             out, named = _chunk(chunk, named)
@@ -319,10 +332,18 @@ def _messages(messages: list[BaseMessage]) -> list[Message]:
     return [from_lc_message(m) for m in messages]
 
 
-def _result(msg: AssistantMessage) -> ChatResult:
-    info = {"finish_reason": msg.finish_reason} if msg.finish_reason else None
-    return ChatResult(generations=[ChatGeneration(message=to_lc_message(msg), generation_info=info)],
-                      llm_output={"model_name": msg.model} if msg.model else None)
+def _result(*msgs: AssistantMessage) -> ChatResult:
+    """One ChatGeneration per reply (``n`` of them for ``n`` choices)."""
+    generations = [ChatGeneration(message=to_lc_message(m),
+                                  generation_info={"finish_reason": m.finish_reason} if m.finish_reason else None)
+                   for m in msgs]
+    return ChatResult(generations=generations, llm_output={"model_name": msgs[0].model} if msgs[0].model else None)
+
+
+def _one_choice(n: int) -> None:
+    if n > 1:
+        raise ValueError(f"n={n} does not stream through LangChain (a stream is one reply); call generate() "
+                         f"for {n} replies, or the plait model's stream_choices()")
 
 
 def _chunk(chunk: AssistantChunk, named: bool) -> tuple[ChatGenerationChunk, bool]:
